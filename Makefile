@@ -1,0 +1,27 @@
+# Two commands on a fresh clone: `make demo` runs the pipeline, `make test` runs the tests.
+# Both create the virtualenv in .venv and install what they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test broker clean
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+broker: $(VENV)/.installed
+	$(BIN)/python -m devbroker
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .hypothesis

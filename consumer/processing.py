@@ -1,0 +1,72 @@
+"""What happens to one record: decode -> validate -> process, and the verdict. Pure: no Kafka here.
+
+Permanent failures (undecodable bytes, a null value, an invalid order) go to the
+DLQ at once: retrying cannot fix them. Any other processing error is taken as
+transient and retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Sequence
+
+from avro_utils import AvroDecodeError, avro_deserialize
+from pipeline.errors import ValidationError
+from pipeline.failures import FailureSimulator
+from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, Failure, HeaderValue, get_retry_count
+from pipeline.validation import Order, validate_order
+
+PROCESSED = "processed"
+RETRY = "retry"
+DEAD_LETTER = "dead-letter"
+
+
+
+class Verdict(NamedTuple):
+    route: str
+    attempt: int
+    order: Optional[Order] = None
+    failure: Optional[Failure] = None
+    dlq_reason: Optional[str] = None
+
+
+def process_order(order: Order, attempt: int, simulator: FailureSimulator) -> None:
+    """The business step; here only the simulated failures of the classic demo."""
+    simulator.check(order.order_id, order.product, attempt)
+
+
+def evaluate(
+    value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator
+) -> Verdict:
+    attempt = get_retry_count(headers) + 1
+    try:
+        record = avro_deserialize(value)  # type: ignore[arg-type]
+    except AvroDecodeError as exc:
+        return Verdict(DEAD_LETTER, attempt, None, Failure.from_exception("decode", exc, f"could not decode: {exc}"),
+                       REASON_UNDECODABLE)
+    try:
+        order = validate_order(record)
+    except ValidationError as exc:
+        return Verdict(DEAD_LETTER, attempt, None, Failure.from_exception("validate", exc, f"invalid order: {exc}"),
+                       REASON_INVALID)
+    try:
+        process_order(order, attempt, simulator)
+    except Exception as exc:  # anything not known to be permanent is worth a retry
+        return Verdict(RETRY, attempt, order, Failure.from_exception("process", exc))
+    return Verdict(PROCESSED, attempt, order)
+
+
+@dataclass
+class RunningAverage:
+    """Sum and count of the prices of processed orders."""
+
+    count: int = 0
+    total: float = 0.0
+
+    def add(self, price: float) -> None:
+        self.count += 1
+        self.total += price
+
+    @property
+    def average(self) -> Optional[float]:
+        return self.total / self.count if self.count else None

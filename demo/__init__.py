@@ -1,0 +1,1 @@
+"""Run the whole pipeline from one command: ``python -m demo`` (``make demo``)."""

@@ -1,0 +1,118 @@
+"""Run the producer and the three consumers together, each line prefixed with its name.
+
+Starts the dev broker (Tansu, in memory) unless a broker already answers at
+the bootstrap address. Ctrl+C (or SIGTERM) stops the producer first, then the
+consumers, then the broker, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from demo.processes import ProcessGroup
+from devbroker import BrokerError, DevBroker, broker_answers
+from pipeline.config import DEFAULT_BOOTSTRAP, env
+from pipeline.logs import setup_logging
+
+log = logging.getLogger("demo")
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_HOSTS = {"localhost", "127.0.0.1"}
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--bootstrap-servers", default=env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+        help="(env KAFKA_BOOTSTRAP_SERVERS) %(default)s; a dev broker is started there if none answers",
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="orders per second %(default)s")
+    parser.add_argument("--invalid-rate", type=float, default=0.05, help="share of poison records %(default)s")
+    parser.add_argument("--fail-rate", type=float, default=0.1, help="simulated transient failures %(default)s")
+    parser.add_argument("--fail-product", default="Item3", help="product that always fails %(default)s")
+    parser.add_argument("--state-dir", default=str(ROOT / ".demo"), help="summary file and broker log %(default)s")
+    return parser.parse_args(argv)
+
+
+def local_port(bootstrap_servers: str) -> Optional[int]:
+    """The port if the (first) bootstrap address is on this machine, else None."""
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    return int(port) if host in LOCAL_HOSTS and port.isdigit() else None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging("INFO")
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    broker: Optional[DevBroker] = None
+    if broker_answers(args.bootstrap_servers):
+        log.info("Using the Kafka broker that answers at %s", args.bootstrap_servers)
+    else:
+        port = local_port(args.bootstrap_servers)
+        if port is None:
+            log.error("No broker answers at %s, and it is not local, so no dev broker can stand in", args.bootstrap_servers)
+            return 1
+        log.info("No broker at %s: starting the dev broker (Tansu, data in memory)", args.bootstrap_servers)
+        try:
+            broker = DevBroker(port, output=(state_dir / "devbroker.log").open("wb")).start()
+        except BrokerError as exc:
+            log.error("%s", exc)
+            return 1
+
+    summary_file = state_dir / "summary.json"
+    child_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap_servers,
+        "KAFKA_CONFIG_FILE": os.environ.get("KAFKA_CONFIG_FILE") or str(ROOT / "dev.properties"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    python = sys.executable
+    group = ProcessGroup()
+    group.start("dlq", [python, "-m", "dlq.dlq_consumer"], child_env)
+    group.start("retry", [python, "-m", "retry.retry_consumer"], child_env)
+    group.start(
+        "main",
+        [python, "-m", "consumer.main_consumer", "--fail-rate", str(args.fail_rate), "--fail-product",
+         args.fail_product, "--summary-file", str(summary_file)],
+        child_env,
+    )
+    group.start(
+        "producer",
+        [python, "-m", "producer.producer", "--rate", str(args.rate), "--invalid-rate", str(args.invalid_rate)],
+        child_env,
+    )
+    log.info("Pipeline running; main consumer state in %s. Ctrl+C stops everything.", summary_file)
+    exit_code = 0
+    while not stopping:
+        exited = group.exited()
+        if exited:
+            log.error("%s exited with code %s; stopping the demo", exited[0].name, exited[0].process.returncode)
+            exit_code = 1
+            break
+        time.sleep(0.2)  # poll for Ctrl+C and for children that exit
+    log.info("Stopping the producer, then the consumers%s", ", then the dev broker" if broker else "")
+    group.stop_all()
+    if broker is not None:
+        broker.stop()
+    log.info("Demo stopped")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

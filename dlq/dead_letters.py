@@ -1,0 +1,97 @@
+"""How a dead letter reads to a person. Pure: accepts any bytes and headers, never raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional, Sequence
+
+from avro_utils import AvroDecodeError, avro_deserialize
+from pipeline.headers import (
+    DLQ_REASON, ERROR, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REPLAYED_AT, HeaderValue,
+    get_retry_count, header_int, header_text, origin_of,
+)
+
+UNDECODABLE = "<could not decode>"
+_MAX_KEY_CHARS = 120
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    location: str
+    key: str
+    order: str
+    reason: str
+    error: str
+    stage: str
+    attempts: int
+    origin: str
+    first_failure: str
+    last_failure: str
+
+    def line(self) -> str:
+        return (
+            f"Dead letter {self.location} key={self.key} | {self.order} | reason={self.reason} | error={self.error} | "
+            f"stage={self.stage} | attempts={self.attempts} | origin={self.origin} | "
+            f"first failure={self.first_failure} | last failure={self.last_failure}"
+        )
+
+
+def format_time_ms(epoch_ms: Optional[int]) -> str:
+    if epoch_ms is None:
+        return "?"
+    try:
+        moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return f"{epoch_ms} ms"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def show_key(key: Optional[bytes]) -> str:
+    if key is None:
+        return "<none>"
+    text = key.decode("utf-8", errors="replace")
+    return text if len(text) <= _MAX_KEY_CHARS else text[:_MAX_KEY_CHARS] + "…"
+
+
+def show_order(value: Optional[bytes]) -> str:
+    try:
+        order = avro_deserialize(value)  # type: ignore[arg-type]
+    except AvroDecodeError:
+        return UNDECODABLE if value is not None else f"{UNDECODABLE} (null value)"
+    return f"order {order['orderId']!r} {order['product']!r} price={order['price']:.6g}"
+
+
+def describe_dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: Optional[bytes],
+    value: Optional[bytes],
+    headers: Optional[Sequence[tuple[str, HeaderValue]]],
+) -> DeadLetter:
+    origin = origin_of(headers)
+    replayed = header_int(headers, REPLAYED_AT)
+    reason = header_text(headers, DLQ_REASON) or "?"
+    if replayed is not None:
+        reason += f" (replayed {format_time_ms(replayed)})"
+    return DeadLetter(
+        location=f"{topic}[{partition}]@{offset}",
+        key=show_key(key),
+        order=show_order(value),
+        reason=reason,
+        error=header_text(headers, ERROR) or "?",
+        stage=header_text(headers, ERROR_STAGE) or "?",
+        attempts=get_retry_count(headers),
+        origin=f"{origin.topic}[{origin.partition}]@{origin.offset}" if origin else "?",
+        first_failure=format_time_ms(header_int(headers, FIRST_FAILURE)),
+        last_failure=format_time_ms(header_int(headers, LAST_FAILURE)),
+    )
+
+
+def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contains: Optional[str]) -> bool:
+    """True if the reason or error mentions ``reason_contains`` (case-insensitive); True when no filter."""
+    if not reason_contains:
+        return True
+    needle = reason_contains.lower()
+    return any(needle in (header_text(headers, name) or "").lower() for name in (DLQ_REASON, ERROR))

@@ -1,0 +1,146 @@
+"""Show each dead letter in ``orders_dlq`` with its reason, or replay selected ones to ``orders``.
+
+Run: ``python -m dlq.dlq_consumer [--from-beginning]`` to follow the DLQ, or
+``python -m dlq.dlq_consumer --replay [--reason-contains TEXT] [--dry-run]`` to
+re-drive dead letters after a fix: retry count reset, marked as replayed. A
+replay reads the DLQ up to its end as of the start and stops there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from dlq.dead_letters import describe_dead_letter, matches
+from pipeline.cli import run
+from pipeline.clients import Clients, ensure_topics
+from pipeline.config import ClientSettings, add_connection_args, env
+from pipeline.headers import replay_headers
+from pipeline.routing import now_ms, produce_patiently
+from pipeline.logs import setup_logging
+from pipeline.shutdown import StopFlag
+
+log = logging.getLogger("dlq-consumer")
+
+CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest"}
+CONSUMER_ENFORCED = {"enable.auto.commit": True, "enable.auto.offset.store": False}
+PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dlq.dlq_consumer", description=__doc__.split("\n")[0])
+    parser.add_argument("--group-id", default=env("DLQ_GROUP_ID", "orders-dlq"), help="(env DLQ_GROUP_ID) %(default)s")
+    parser.add_argument("--from-beginning", action="store_true", help="show the whole DLQ history, not only what is new")
+    parser.add_argument("--replay", action="store_true", help="re-drive dead letters to the orders topic, then exit")
+    parser.add_argument("--reason-contains", metavar="TEXT", help="with --replay: only dead letters whose reason or error contains TEXT")
+    parser.add_argument("--dry-run", action="store_true", help="with --replay: show what would be replayed, send nothing")
+    add_connection_args(parser)
+    args = parser.parse_args(argv)
+    if (args.reason_contains or args.dry_run) and not args.replay:
+        parser.error("--reason-contains and --dry-run go with --replay")
+    if args.replay and args.from_beginning:
+        parser.error("--replay always reads from the beginning; drop --from-beginning")
+    return args
+
+
+def show(msg: Message) -> str:
+    return describe_dead_letter(
+        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers()
+    ).line()
+
+
+def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
+    """Print dead letters as they arrive; the group's offsets remember what was shown."""
+    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
+
+    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+        if args.from_beginning:
+            for tp in partitions:
+                tp.offset = OFFSET_BEGINNING
+            c.assign(partitions)
+
+    consumer.subscribe([args.dlq_topic], on_assign=on_assign)
+    log.info("Following %s%s", args.dlq_topic, " from the beginning" if args.from_beginning else "")
+    shown = 0
+    try:
+        while not stop.requested:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("Consumer error: %s", msg.error().str())
+                continue
+            log.warning("%s", show(msg))
+            shown += 1
+            consumer.store_offsets(message=msg)
+    finally:
+        consumer.close()
+        log.info("Stopped after showing %d dead letter(s)", shown)
+    return 0
+
+
+def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
+    """Re-drive the selected dead letters, reading each partition up to its end.
+
+    The end is where the broker reports end-of-partition while fetching; the
+    listed high watermark is not used because some Kafka-compatible brokers
+    (Tansu 0.6) report it wrong.
+    """
+    consumer = clients.consumer(
+        CONSUMER_DEFAULTS,
+        {"group.id": f"{args.group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
+    )
+    partitions = consumer.list_topics(args.dlq_topic, timeout=10).topics[args.dlq_topic].partitions
+    unfinished = set(partitions)
+    consumer.assign([TopicPartition(args.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
+    producer: Optional[Producer] = None if args.dry_run else clients.producer({}, PRODUCER_ENFORCED)
+    verb = "Would replay" if args.dry_run else "Replaying"
+    selected = skipped = 0
+    try:
+        while unfinished and not stop.requested:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    unfinished.discard(msg.partition())
+                else:
+                    log.warning("Consumer error: %s", msg.error().str())
+                continue
+            if not matches(msg.headers(), args.reason_contains):
+                skipped += 1
+                continue
+            selected += 1
+            log.info("%s: %s", verb, show(msg))
+            if producer is not None:
+                headers = replay_headers(msg.headers(), now_ms())
+                produce_patiently(producer, args.orders_topic, key=msg.key(), value=msg.value(), headers=headers)
+                producer.poll(0)
+    finally:
+        consumer.close()
+    undelivered = producer.flush(30) if producer is not None else 0
+    log.info(
+        "%s %d dead letter(s) to %s, skipped %d%s",
+        "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.orders_topic, skipped,
+        f", {undelivered} not delivered" if undelivered else "",
+    )
+    return 1 if undelivered else 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    clients = Clients(ClientSettings(args), args.group_id)
+    stop = StopFlag().install()
+    topics = [args.dlq_topic, args.orders_topic] if args.replay else [args.dlq_topic]
+    if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
+        return 0
+    return replay(args, clients, stop) if args.replay else follow(args, clients, stop)
+
+
+if __name__ == "__main__":
+    run(main)

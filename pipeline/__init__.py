@@ -1,0 +1,1 @@
+"""Small modules shared by the producer and the three consumers."""

@@ -1,0 +1,157 @@
+"""Building Kafka clients, reporting an unreachable broker in one line, creating topics.
+
+librdkafka reconnects by itself; what it lacks is a readable account of it.
+Its own log lines go through Python logging, minus the per-attempt connection
+failures, which :class:`BrokerStatus` reports once per outage instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.config import ClientSettings
+from pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+_REPEAT_NOTICE_S = 30.0
+
+
+class _QuietClientLogs(logging.Filter):
+    """Drop librdkafka lines that BrokerStatus already reports, and role warnings of a shared file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("FAIL ") or "brokers are down" in text:
+            return False
+        return not (text.startswith("CONFWARN ") and ("consumer property" in text or "producer property" in text))
+
+
+_client_log = logging.getLogger("kafka.client")
+_client_log.addFilter(_QuietClientLogs())
+
+
+class BrokerStatus:
+    """Says once, in one line, that the broker is unreachable; repeats at most every 30 s."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._last_notice = float("-inf")
+
+    def unreachable(self, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last_notice >= _REPEAT_NOTICE_S:
+            self._last_notice = now
+            log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, detail)
+
+    def reachable(self) -> None:
+        if self._last_notice != float("-inf"):
+            log.info("Kafka broker at %s is reachable again", self.bootstrap_servers)
+        self._last_notice = float("-inf")
+
+    def error_cb(self, error: KafkaError) -> None:
+        if error.code() in _UNREACHABLE_CODES:
+            self.unreachable(_short(error.str()))
+        elif error.fatal():
+            log.error("Fatal Kafka client error: %s", error.str())
+        else:
+            log.warning("Kafka client error: %s", error.str())
+
+
+def _short(detail: str) -> str:
+    return detail.split(": ", 1)[-1] if ": " in detail else detail
+
+
+class Clients:
+    """Builds producers, consumers and admin clients from the user's settings."""
+
+    def __init__(self, settings: ClientSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.status = BrokerStatus(settings.bootstrap_servers)
+
+    def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any]) -> dict[str, Any]:
+        base = {"client.id": self.client_id, **defaults}
+        config = self.settings.build(base, enforced)
+        config["error_cb"] = self.status.error_cb
+        config["logger"] = _client_log
+        return config
+
+    def _build(self, factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
+        try:
+            return factory(config)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid Kafka client setting: {exc.args[0].str()}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid Kafka client setting: {exc}") from None
+
+    def producer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Producer:
+        return self._build(Producer, self._config(defaults, enforced))
+
+    def consumer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Consumer:
+        return self._build(Consumer, self._config(defaults, enforced))
+
+    def admin(self) -> AdminClient:
+        return self._build(AdminClient, self._config({}, {}))
+
+
+def ensure_topics(
+    clients: Clients,
+    topics: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    topic_config: Optional[Mapping[str, Mapping[str, str]]] = None,
+    retry_interval_s: float = 2.0,
+) -> bool:
+    """Create the topics that do not exist yet, waiting for the broker as long as it takes.
+
+    Returns False if asked to stop before the topics were there. Existing
+    topics are left as they are (whatever their partition count).
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = clients.admin()
+    while not should_stop():
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+        except KafkaException as exc:
+            clients.status.unreachable(_short(exc.args[0].str()))
+            _wait(retry_interval_s, should_stop)
+            continue
+        clients.status.reachable()
+        missing = [topic for topic in wanted if topic not in existing]
+        if not missing:
+            return True
+        futures = admin.create_topics(
+            [
+                NewTopic(topic, partitions, replication_factor, config=dict((topic_config or {}).get(topic, {})))
+                for topic in missing
+            ],
+            request_timeout=15,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result()
+                log.info("Created topic %s (%d partitions)", topic, partitions)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                if not error.retriable():
+                    raise ConfigError(f"cannot create topic {topic}: {error.str()}") from None
+                log.warning("Could not create topic %s: %s; retrying", topic, error.str())
+                _wait(retry_interval_s, should_stop)
+    return False
+
+
+def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:
+    """Wait up to ``seconds``, returning early once a stop is requested."""
+    deadline = time.monotonic() + seconds
+    while not should_stop() and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll for the stop flag

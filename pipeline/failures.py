@@ -1,0 +1,33 @@
+"""Simulated processing failures, decided deterministically so a run can be reproduced.
+
+The same (seed, orderId, attempt) always gives the same answer, in any process,
+so a test can compute which orders were retried and which end in the DLQ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Optional
+
+from pipeline.errors import TransientProcessingError
+
+
+def attempt_draw(order_id: str, attempt: int, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, orderId, attempt)."""
+    digest = hashlib.blake2b(f"{seed}\x00{order_id}\x00{attempt}".encode("utf-8", "replace"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True)
+class FailureSimulator:
+    fail_rate: float = 0.1
+    fail_product: Optional[str] = None
+    seed: int = 0
+
+    def check(self, order_id: str, product: str, attempt: int) -> None:
+        """Raise TransientProcessingError if this attempt is chosen to fail."""
+        if self.fail_product is not None and product == self.fail_product:
+            raise TransientProcessingError(f"simulated failure: product {product} always fails")
+        if self.fail_rate > 0 and attempt_draw(order_id, attempt, self.seed) < self.fail_rate:
+            raise TransientProcessingError(f"simulated transient failure (attempt {attempt})")

@@ -1,0 +1,57 @@
+"""Logging set-up shared by the scripts, and the rate-limited log of business events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S")
+
+
+class EventLog:
+    """One readable line per business event at demo rates, periodic summaries at high rates.
+
+    Up to ``max_lines_per_second`` event lines are written each second; beyond
+    that they are counted, not formatted, and every ``summary_interval_s`` a
+    summary line (from ``summarize``) says what happened meanwhile.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        summarize: Callable[[float], str],
+        max_lines_per_second: int = 20,
+        summary_interval_s: float = 5.0,
+    ) -> None:
+        self._logger = logger
+        self._summarize = summarize
+        self._max_lines = max_lines_per_second
+        self._interval = summary_interval_s
+        self._window_start = time.monotonic()
+        self._lines_in_window = 0
+        self._suppressed = 0
+        self._last_summary = self._window_start
+
+    def event(self, message: str, *args: object, level: int = logging.INFO) -> None:
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._lines_in_window = now, 0
+        if self._lines_in_window < self._max_lines:
+            self._lines_in_window += 1
+            self._logger.log(level, message, *args)
+        else:
+            self._suppressed += 1
+
+    def tick(self, force: bool = False) -> None:
+        """Write the summary if lines were suppressed and the interval passed (or ``force``)."""
+        now = time.monotonic()
+        if (self._suppressed and now - self._last_summary >= self._interval) or force:
+            elapsed = max(now - self._last_summary, 1e-9)
+            suffix = f" ({self._suppressed} event lines suppressed)" if self._suppressed else ""
+            self._logger.info("%s%s", self._summarize(elapsed), suffix)
+            self._last_summary, self._suppressed = now, 0

@@ -1,0 +1,57 @@
+"""Which offsets may be committed: only contiguously, and only once each record is done.
+
+A record is done when it was processed, or when its copy in the retry topic or
+the DLQ was acknowledged by the broker. Offsets are committed up to the first
+record that is not done yet, so a crash at any moment loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+Partition = tuple[str, int]
+
+
+class OffsetTracker:
+    def __init__(self) -> None:
+        self._in_flight: dict[Partition, deque[int]] = {}
+        self._done: dict[Partition, set[int]] = {}
+        self._next: dict[Partition, int] = {}
+        self._committed: dict[Partition, int] = {}
+
+    def track(self, partition: Partition, offset: int) -> None:
+        """Register a consumed record, in consumption order."""
+        self._in_flight.setdefault(partition, deque()).append(offset)
+
+    def complete(self, partition: Partition, offset: int) -> None:
+        """Mark a record done; advances the commit position if it was the oldest open one."""
+        in_flight = self._in_flight.get(partition)
+        if not in_flight:
+            return  # the partition was revoked meanwhile
+        done = self._done.setdefault(partition, set())
+        done.add(offset)
+        while in_flight and in_flight[0] in done:
+            finished = in_flight.popleft()
+            done.discard(finished)
+            self._next[partition] = finished + 1
+
+    def pending(self) -> int:
+        """Records consumed but not done yet."""
+        return sum(len(offsets) for offsets in self._in_flight.values())
+
+    def to_commit(self, partitions: set[Partition] | None = None) -> dict[Partition, int]:
+        """Positions (next offset to read) that advanced since the last commit."""
+        return {
+            partition: position
+            for partition, position in self._next.items()
+            if (partitions is None or partition in partitions) and self._committed.get(partition) != position
+        }
+
+    def mark_committed(self, positions: dict[Partition, int]) -> None:
+        self._committed.update(positions)
+
+    def forget(self, partitions: set[Partition]) -> None:
+        """Drop all state of revoked partitions."""
+        for partition in partitions:
+            for table in (self._in_flight, self._done, self._next, self._committed):
+                table.pop(partition, None)

@@ -1,0 +1,145 @@
+"""Produce random Avro orders to the ``orders`` topic, keyed by orderId.
+
+Run: ``python -m producer.producer [--rate N] [--count N] [--invalid-rate R]``.
+The producer is idempotent (acks=all), paces itself with ``poll()`` so delivery
+reports are served while it waits, and on Ctrl+C or SIGTERM flushes what is
+pending and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from avro_utils import avro_serialize
+from pipeline.cli import run
+from pipeline.clients import Clients, ensure_topics
+from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float, probability
+from pipeline.logs import EventLog, setup_logging
+from pipeline.routing import produce_patiently
+from pipeline.shutdown import StopFlag
+from producer.orders import poison_record, random_order
+
+log = logging.getLogger("producer")
+
+PRODUCER_DEFAULTS = {"linger.ms": 5, "compression.type": "lz4", "batch.size": 1_000_000}
+PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+FLUSH_TIMEOUT_S = 30.0
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m producer.producer", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--rate", type=non_negative_float, default=env("PRODUCER_RATE", "1"),
+        help="orders per second; 0 = as fast as the client can go (env PRODUCER_RATE) %(default)s",
+    )
+    parser.add_argument("--count", type=int, default=None, help="stop after this many records (default: run until stopped)")
+    parser.add_argument(
+        "--invalid-rate", type=probability, default=env("PRODUCER_INVALID_RATE", "0"),
+        help="share of poison records: undecodable bytes or orders that fail validation "
+        "(env PRODUCER_INVALID_RATE) %(default)s",
+    )
+    parser.add_argument("--client-id", default=env("PRODUCER_CLIENT_ID", "orders-producer"), help="%(default)s")
+    add_connection_args(parser)
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 0:
+        parser.error("--count must be >= 0")
+    return args
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    poison: int = 0
+
+    def line(self) -> str:
+        return f"sent={self.sent} delivered={self.delivered} failed={self.failed} (poison records: {self.poison})"
+
+
+class OrderProducer:
+    """Sends orders and poison records; counts deliveries through the delivery report."""
+
+    def __init__(self, producer: Producer, topic: str, events: EventLog, stats: DeliveryStats) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.events = events
+        self.stats = stats
+
+    def delivery_report(self, description: str, err: Optional[KafkaError], msg: Message) -> None:
+        if err is not None:
+            self.stats.failed += 1
+            log.error("Delivery failed for %s: %s", description, err.str())
+            return
+        self.stats.delivered += 1
+        self.events.event("Produced %s -> %s[%d]@%d", description, msg.topic(), msg.partition(), msg.offset())
+
+    def send(self, key: bytes, value: bytes, description: str) -> None:
+        """Produce one record, serving delivery reports while the local queue is full."""
+        report = partial(self.delivery_report, description)
+        produce_patiently(self.producer, self.topic, key=key, value=value, on_delivery=report)
+        self.stats.sent += 1
+        self.producer.poll(0)
+
+    def send_one(self, rng: random.Random, invalid_rate: float) -> None:
+        if invalid_rate and rng.random() < invalid_rate:
+            poison = poison_record(rng)
+            self.stats.poison += 1
+            self.send(poison.key, poison.value, f"poison record ({poison.kind}) key={poison.key.decode()}")
+            return
+        order = random_order(rng)
+        description = f"order {order['orderId']} | {order['product']} | price={order['price']:.2f}"
+        self.send(order["orderId"].encode(), avro_serialize(order), description)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    settings = ClientSettings(args)
+    clients = Clients(settings, args.client_id)
+    stop = StopFlag().install()
+    if not ensure_topics(clients, [args.orders_topic], args.partitions, args.replication_factor, lambda: stop.requested):
+        return 0
+    stats = DeliveryStats()
+    started = time.monotonic()
+
+    def summarize(elapsed: float) -> str:
+        return f"Producer: {stats.line()}, {stats.sent / max(time.monotonic() - started, 1e-9):.0f} records/s overall"
+
+    events = EventLog(log, summarize)
+    rng = random.Random()
+    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
+    sender = OrderProducer(producer, args.orders_topic, events, stats)
+    log.info(
+        "Producing to %s at %s (bootstrap %s)",
+        args.orders_topic, f"{args.rate:g} orders/s" if interval else "full speed", settings.bootstrap_servers,
+    )
+    next_send = time.monotonic()
+    while not stop.requested and (args.count is None or stats.sent < args.count):
+        if interval:
+            wait = next_send - time.monotonic()
+            if wait > 0:
+                producer.poll(min(wait, 0.5))
+                continue
+            next_send = max(next_send + interval, time.monotonic() - 1.0)  # no burst after a stall
+        sender.send_one(rng, args.invalid_rate)
+        events.tick()
+    log.info("Flushing %d pending record(s)", len(producer))
+    remaining = producer.flush(FLUSH_TIMEOUT_S)
+    if remaining:
+        log.error("%d record(s) not delivered within %.0f s", remaining, FLUSH_TIMEOUT_S)
+    log.info("Producer stopped: %s, undelivered=%d", stats.line(), remaining)
+    return 0 if stats.failed == 0 and remaining == 0 else 1
+
+
+if __name__ == "__main__":
+    run(main)

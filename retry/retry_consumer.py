@@ -1,0 +1,179 @@
+"""Own ``orders_retry``: wait until each record is due, then re-drive it to ``orders``.
+
+Run: ``python -m retry.retry_consumer [--max-retries N]``.
+
+A record whose ``retryCount`` exceeds MAX_RETRIES goes to the DLQ with reason
+"retries exhausted" and its last error. Waiting never blocks the poll loop:
+records wait in memory, earliest due first, the loop keeps polling (so the
+member stays in the group) with a timeout that ends at the next due time, and
+a partition is paused only while it has too many records waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from pipeline.backoff import BackoffPolicy
+from pipeline.cli import run
+from pipeline.clients import Clients, ensure_topics
+from pipeline.config import ClientSettings, add_backoff_args, add_connection_args, env, positive_int
+from pipeline.headers import (
+    ERROR, ERROR_CLASS, ERROR_MESSAGE, ERROR_STAGE, REASON_EXHAUSTED, Failure, get_retry_count, header_text,
+)
+from pipeline.logs import EventLog, setup_logging
+from pipeline.offsets import OffsetTracker
+from pipeline.routing import Router, key_text, now_ms
+from pipeline.shutdown import StopFlag
+from pipeline.tracked import TrackedConsumer
+from retry.schedule import RetrySchedule, due_time_ms
+
+log = logging.getLogger("retry-consumer")
+
+CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
+CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+PRODUCER_DEFAULTS = {"linger.ms": 0}
+PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+MAX_POLL_WAIT_S = 0.5
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m retry.retry_consumer", description=__doc__.split("\n")[0])
+    parser.add_argument("--group-id", default=env("RETRY_GROUP_ID", "orders-retry"), help="(env RETRY_GROUP_ID) %(default)s")
+    parser.add_argument(
+        "--max-retries", type=int, default=env("MAX_RETRIES", "3"),
+        help="retries after the first attempt before a record goes to the DLQ (env MAX_RETRIES) %(default)s",
+    )
+    parser.add_argument(
+        "--max-waiting", type=positive_int, default=env("RETRY_MAX_WAITING", "10000"),
+        help="records waiting in memory per partition before it is paused (env RETRY_MAX_WAITING) %(default)s",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "500"), help="%(default)s")
+    add_backoff_args(parser)
+    add_connection_args(parser)
+    args = parser.parse_args(argv)
+    if args.max_retries < 0:
+        parser.error("--max-retries must be >= 0")
+    return args
+
+
+def exhausted_failure(msg: Message, retry_count: int) -> Failure:
+    """The DLQ reason for a record out of retries, carrying its last error."""
+    headers = msg.headers()
+    last_error = header_text(headers, ERROR_MESSAGE) or header_text(headers, ERROR) or "unknown error"
+    return Failure(
+        stage=header_text(headers, ERROR_STAGE) or "process",
+        error_class=header_text(headers, ERROR_CLASS) or "RetriesExhausted",
+        error_message=last_error,
+        reason=f"{REASON_EXHAUSTED} after {retry_count} failed attempts; last error: {last_error}",
+    )
+
+
+class RetryConsumer:
+    def __init__(self, args: argparse.Namespace, consumer: Consumer, router: Router, tracker: OffsetTracker) -> None:
+        self.args = args
+        self.consumer = consumer
+        self.router = router
+        self.tracker = tracker
+        self.policy = BackoffPolicy(args.backoff_base, args.backoff_factor, args.backoff_max, args.backoff_jitter)
+        self.schedule: RetrySchedule[Message] = RetrySchedule()
+        self.paused: set[tuple[str, int]] = set()
+        self.redriven = 0
+        self.dead_lettered = 0
+        self.max_lateness_ms = 0
+        self.events = EventLog(log, self._summary_line)
+
+    def _summary_line(self, elapsed: float) -> str:
+        return (
+            f"Retry: re-driven={self.redriven} dead-lettered={self.dead_lettered} waiting={len(self.schedule)} "
+            f"max lateness={self.max_lateness_ms} ms"
+        )
+
+    def handle(self, msg: Message) -> None:
+        partition = (msg.topic(), msg.partition())
+        self.tracker.track(partition, msg.offset())
+        retry_count = get_retry_count(msg.headers())
+        if retry_count > self.args.max_retries:
+            failure = exhausted_failure(msg, retry_count)
+            self.router.send_to_dlq(msg, failure, retry_count, REASON_EXHAUSTED)
+            self.dead_lettered += 1
+            self.events.event("Dead-lettering key=%s: %s", key_text(msg), failure.reason, level=logging.WARNING)
+            return
+        timestamp_type, timestamp = msg.timestamp()
+        due = due_time_ms(msg.headers(), timestamp if timestamp_type else None, now_ms(), retry_count, self.policy)
+        self.schedule.push(due, partition, msg)
+        if self.schedule.waiting(partition) >= self.args.max_waiting and partition not in self.paused:
+            self.consumer.pause([TopicPartition(*partition)])
+            self.paused.add(partition)
+            log.info("Paused %s[%d]: %d records waiting", *partition, self.schedule.waiting(partition))
+
+    def fire_due(self) -> None:
+        """Re-drive every record whose time has come; resume partitions that drained."""
+        current = now_ms()
+        for due, msg in self.schedule.pop_due(current):
+            self.router.redrive(msg, self.args.orders_topic)
+            self.redriven += 1
+            lateness = current - due
+            self.max_lateness_ms = max(self.max_lateness_ms, lateness)
+            self.events.event(
+                "Re-driving key=%s to %s for attempt %d (%d ms after due)",
+                key_text(msg), self.args.orders_topic, get_retry_count(msg.headers()) + 1, lateness,
+            )
+        for partition in [p for p in self.paused if self.schedule.waiting(p) <= self.args.max_waiting // 2]:
+            self.consumer.resume([TopicPartition(*partition)])
+            self.paused.discard(partition)
+            log.info("Resumed %s[%d]", *partition)
+
+    def poll_timeout_s(self) -> float:
+        """Poll until the next record is due, at most MAX_POLL_WAIT_S."""
+        next_due = self.schedule.next_due_ms()
+        if next_due is None:
+            return MAX_POLL_WAIT_S
+        return min(MAX_POLL_WAIT_S, max(0.0, (next_due - now_ms()) / 1000))
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop waiting records of revoked partitions: their new owner reads them again."""
+        self.schedule.forget(partitions)
+        self.paused -= partitions
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    clients = Clients(ClientSettings(args), args.group_id)
+    stop = StopFlag().install()
+    topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
+    if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
+        return 0
+    tracker = OffsetTracker()
+    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
+    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
+    router = Router(producer, args.retry_topic, args.dlq_topic, lambda t, p, o: tracker.complete((t, p), o))
+    state = RetryConsumer(args, consumer, router, tracker)
+    tracked = TrackedConsumer(consumer, producer, tracker)
+    tracked.subscribe([args.retry_topic], on_forget=state.forget)
+    log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
+    try:
+        while not stop.requested:
+            for msg in consumer.consume(args.batch_size, timeout=state.poll_timeout_s()):
+                error = msg.error()
+                if error is None:
+                    state.handle(msg)
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Consumer error: %s", error.str())
+            state.fire_due()
+            producer.poll(0)
+            tracked.commit_if_due()
+            state.events.tick()
+    finally:
+        log.info("Shutting down: %d waiting record(s) stay in %s for the next run", len(state.schedule), args.retry_topic)
+        tracked.close()
+        log.info("Stopped. re-driven=%d dead-lettered=%d", state.redriven, state.dead_lettered)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

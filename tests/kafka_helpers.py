@@ -1,0 +1,189 @@
+"""Helpers for tests against a real broker: scripts as subprocesses, topic reads, polling waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_PROPERTIES = ROOT / "dev.properties"
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)  # poll
+
+
+@dataclass
+class Topics:
+    orders: str
+    retry: str
+    dlq: str
+
+    @classmethod
+    def unique(cls) -> "Topics":
+        suffix = uuid.uuid4().hex[:8]
+        return cls(f"orders_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}")
+
+    def env(self) -> dict[str, str]:
+        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq}
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1) for name in names]).values():
+        future.result(30)
+
+
+@dataclass
+class Script:
+    """One of the project's scripts, running as a subprocess with its output in a file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log_file: Any = field(repr=False)
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running():
+            self.process.send_signal(signum)
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, then wait for the clean shutdown; SIGKILL if it hangs (and fail loudly later)."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout_s} s after SIGTERM:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.running():
+            self.process.kill()
+            self.process.wait()
+
+
+class ScriptRunner:
+    """Starts scripts with a shared environment; kills leftovers at teardown."""
+
+    def __init__(self, bootstrap: str, log_dir: Path, extra_env: Optional[dict[str, str]] = None) -> None:
+        self.bootstrap = bootstrap
+        self.log_dir = log_dir
+        self.extra_env = extra_env or {}
+        self.scripts: list[Script] = []
+
+    def env(self, overrides: Optional[dict[str, str]] = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_"))}
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "KAFKA_CONFIG_FILE": str(DEV_PROPERTIES),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        env.update(overrides or {})
+        return env
+
+    def start(self, module: str, *args: str, env: Optional[dict[str, str]] = None, name: Optional[str] = None) -> Script:
+        name = name or module.rsplit(".", 1)[-1]
+        log_path = self.log_dir / f"{name}-{len(self.scripts)}.log"
+        log_file = log_path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args], cwd=ROOT, env=self.env(env),
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        script = Script(name, process, log_path, log_file)
+        self.scripts.append(script)
+        return script
+
+    def run(self, module: str, *args: str, env: Optional[dict[str, str]] = None, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=ROOT, env=self.env(env), capture_output=True, text=True,
+            timeout=timeout_s, stdin=subprocess.DEVNULL,
+        )
+
+    def cleanup(self) -> None:
+        for script in self.scripts:
+            script.kill()
+            script._log_file.close()
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+
+    def header(self, name: str) -> Optional[str]:
+        values = [v for k, v in self.headers if k == name]
+        return values[-1].decode("utf-8", "replace") if values and values[-1] is not None else None
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+    """Every record now in ``topic``, read up to end-of-partition on each partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        unfinished = set(partitions)
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while unfinished:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout_s} s")
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        unfinished.discard(msg.partition())
+                    continue
+                records.append(
+                    Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                           list(msg.headers() or []), msg.timestamp()[1])
+                )
+        return records
+    finally:
+        consumer.close()
+
+
+def read_json(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

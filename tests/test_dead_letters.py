@@ -1,0 +1,37 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from avro_utils import avro_serialize
+from dlq.dead_letters import UNDECODABLE, describe_dead_letter, matches
+from pipeline.headers import DLQ_REASON, ERROR, Failure, Origin, routed_headers
+
+
+def test_a_dead_letter_reads_well():
+    failure = Failure("validate", "ValidationError", "price is negative", "invalid order: price is negative")
+    headers = routed_headers(None, retry_count=1, failure=failure, current=Origin("orders", 1, 7, 0),
+                             now_ms=1_700_000_000_000, dlq_reason="invalid order")
+    value = avro_serialize({"orderId": "o-9", "product": "Item2", "price": -5.0})
+    line = describe_dead_letter("orders_dlq", 0, 3, b"o-9", value, headers).line()
+    for part in ("orders_dlq[0]@3", "key=o-9", "'o-9'", "reason=invalid order", "stage=validate", "attempts=1",
+                 "origin=orders[1]@7", "2023-11-14T22:13:20.000Z"):
+        assert part in line
+
+
+@given(st.one_of(st.none(), st.binary()), st.one_of(st.none(), st.binary()),
+       st.lists(st.tuples(st.text(), st.one_of(st.none(), st.binary()))))
+@settings(max_examples=500, deadline=None)
+def test_any_bytes_and_headers_are_shown_without_raising(key, value, headers):
+    letter = describe_dead_letter("orders_dlq", 0, 0, key, value, headers)
+    assert letter.line()
+
+
+def test_undecodable_value():
+    assert describe_dead_letter("d", 0, 0, None, b"\xff", None).order == UNDECODABLE
+
+
+def test_reason_filter():
+    headers = [(DLQ_REASON, b"invalid order"), (ERROR, b"price is negative")]
+    assert matches(headers, None)
+    assert matches(headers, "NEGATIVE")
+    assert matches(headers, "invalid")
+    assert not matches(headers, "exhausted")

@@ -1,0 +1,83 @@
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.processing import DEAD_LETTER, PROCESSED, RETRY, RunningAverage, evaluate
+from pipeline.errors import TransientProcessingError, ValidationError
+from pipeline.failures import FailureSimulator, attempt_draw
+from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, RETRY_COUNT
+from pipeline.validation import validate_order
+from avro_utils import avro_serialize
+
+GOOD = {"orderId": "o-1", "product": "Item1", "price": 12.5}
+
+
+def test_valid_order():
+    order = validate_order(GOOD)
+    assert (order.order_id, order.product, order.price) == ("o-1", "Item1", 12.5)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"orderId": ""}, {"orderId": "  "}, {"product": ""}, {"price": -0.01}, {"price": math.nan},
+     {"price": math.inf}, {"price": -math.inf}, {"price": "1"}, {"orderId": None}],
+)
+def test_invalid_orders(change):
+    with pytest.raises(ValidationError):
+        validate_order({**GOOD, **change})
+
+
+def test_zero_price_is_valid():
+    assert validate_order({**GOOD, "price": 0.0}).price == 0.0
+
+
+@given(st.dictionaries(st.sampled_from(["orderId", "product", "price", "x"]),
+                       st.one_of(st.none(), st.text(), st.floats(), st.integers(), st.booleans(), st.binary())))
+@settings(max_examples=500, deadline=None)
+def test_validation_raises_only_its_own_error(record):
+    try:
+        validate_order(record)
+    except ValidationError:
+        pass
+
+
+def test_failure_schedule_is_deterministic_and_near_the_rate():
+    draws = [attempt_draw(f"order-{i}", 1, seed=3) for i in range(20000)]
+    assert draws == [attempt_draw(f"order-{i}", 1, seed=3) for i in range(20000)]
+    share = sum(d < 0.1 for d in draws) / len(draws)
+    assert 0.09 < share < 0.11
+    assert attempt_draw("order-1", 1, seed=3) != attempt_draw("order-1", 2, seed=3)
+    assert attempt_draw("order-1", 1, seed=3) != attempt_draw("order-1", 1, seed=4)
+
+
+def test_fail_product_always_fails_and_rate_zero_never():
+    simulator = FailureSimulator(fail_rate=0.0, fail_product="Item3")
+    with pytest.raises(TransientProcessingError):
+        simulator.check("a", "Item3", 7)
+    for i in range(1000):
+        simulator.check(f"o{i}", "Item1", 1)
+
+
+def test_evaluate_routes_by_failure_kind():
+    simulator = FailureSimulator(fail_rate=0.0, fail_product="Item3")
+    processed = evaluate(avro_serialize(GOOD), None, simulator)
+    assert processed.route == PROCESSED and processed.attempt == 1
+    retried = evaluate(avro_serialize({**GOOD, "product": "Item3"}), [(RETRY_COUNT, b"2")], simulator)
+    assert retried.route == RETRY and retried.attempt == 3 and retried.failure.stage == "process"
+    undecodable = evaluate(b"\x00garbage", None, simulator)
+    assert undecodable.route == DEAD_LETTER and undecodable.dlq_reason == REASON_UNDECODABLE
+    assert undecodable.failure.stage == "decode" and undecodable.failure.error_class == "AvroDecodeError"
+    tombstone = evaluate(None, None, simulator)
+    assert tombstone.route == DEAD_LETTER and "null" in tombstone.failure.reason
+    invalid = evaluate(avro_serialize({**GOOD, "price": -1.0}), None, simulator)
+    assert invalid.route == DEAD_LETTER and invalid.dlq_reason == REASON_INVALID and invalid.failure.stage == "validate"
+
+
+def test_running_average():
+    average = RunningAverage()
+    assert average.average is None
+    for price in (10.0, 20.0, 60.0):
+        average.add(price)
+    assert average.count == 3 and average.average == 30.0
