@@ -1,0 +1,86 @@
+"""The Compose file (validated without a Docker engine) and the one-command demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devbroker import free_port, port_open
+from tests.kafka_helpers import ROOT, read_json, wait_until
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) is not installed")
+def test_compose_file_is_valid_and_binds_only_to_loopback():
+    result = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    published = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("- ") and ":" in line and "/tcp" in line]
+    assert published, result.stdout
+    assert all(line.startswith("- 127.0.0.1:") for line in published), published
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.mark.integration
+def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    log_path = tmp_path / "demo.log"
+    with log_path.open("w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "demo", "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        try:
+            output = lambda: log_path.read_text()
+            wait_until(lambda: "Processed order" in output(), 60, what="the first processed order")
+            wait_until(lambda: "(attempt 2)" in output(), 60, what="an order processed on a retry")
+            wait_until(lambda: "Dead letter " in output() and "retries exhausted" in output(), 90,
+                       what="dead letters shown by the DLQ consumer")
+            assert (read_json(tmp_path / "summary.json") or {}).get("processed", 0) > 0
+            family = _descendants(demo.pid)
+            assert len(family) >= 5  # four scripts and the broker
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(90) == 0, output()[-3000:]
+        finally:
+            demo.kill()
+    text = log_path.read_text()
+    for name in ("producer|", "main    |", "retry   |", "dlq     |"):
+        assert name in text
+    assert "Traceback" not in text
+    wait_until(lambda: not _alive(family), 30, what="every demo process to exit")
+    assert not port_open("127.0.0.1", port)

@@ -1,0 +1,102 @@
+"""The three consumers together on the real broker, fed by a producer that is not ours."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from pipeline.headers import (
+    DLQ_REASON, ERROR, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REPLAYED_AT, RETRY_COUNT, RETRY_DUE,
+)
+from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json, wait_until
+from tests.pipeline_expectations import expected_outcome, write_foreign_orders
+
+pytestmark = pytest.mark.integration
+
+FAST_BACKOFF = ["--backoff-base", "0.2", "--backoff-factor", "2", "--backoff-max", "0.8"]
+
+
+def test_every_order_is_counted_or_dead_lettered_exactly_once(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
+    seed, fail_rate, fail_product, max_retries = 11, 0.1, "Item3", 3
+    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    batch = write_foreign_orders(bootstrap, topics.orders, 2500, random.Random(7))
+    expected = expected_outcome(batch.valid, fail_rate, fail_product, seed, max_retries)
+    summary_path = tmp_path / "summary.json"
+    main = runner.start("consumer.main_consumer", "--fail-rate", str(fail_rate), "--fail-product", fail_product,
+                        "--seed", str(seed), "--summary-file", str(summary_path), *FAST_BACKOFF)
+    retry = runner.start("retry.retry_consumer", "--max-retries", str(max_retries), *FAST_BACKOFF)
+    expected_dlq = len(batch.poison) + len(expected.exhausted)
+
+    def settled() -> bool:
+        summary = read_json(summary_path) or {}
+        return summary.get("processed") == len(expected.processed) and len(read_all(bootstrap, topics.dlq)) >= expected_dlq
+
+    wait_until(settled, 180, interval_s=1.0, what="all orders processed or dead-lettered")
+    assert main.stop() == 0 and retry.stop() == 0
+    for script in (main, retry):
+        assert "Traceback" not in script.output()
+
+    summary = read_json(summary_path)
+    assert summary["processed"] == len(expected.processed)
+    assert math.isclose(summary["average"], expected.average, rel_tol=1e-9)
+    assert summary["dead_lettered"] == len(batch.poison)
+
+    dead = read_all(bootstrap, topics.dlq)
+    assert len(dead) == expected_dlq
+    by_key_value = Counter((r.key, r.value) for r in dead)
+    assert max(by_key_value.values()) == 1, "a record was dead-lettered twice"
+    for record in dead:
+        assert record.header(ERROR), "every dead letter carries a non-empty error header"
+        assert record.header(ORIGIN_TOPIC) == topics.orders
+    poison_seen = {r.key: r for r in dead if r.key in batch.poison}
+    assert set(poison_seen) == set(batch.poison)
+    for key, (kind, value, reason) in batch.poison.items():
+        record = poison_seen[key]
+        assert record.value == value, kind
+        assert record.header(DLQ_REASON) == reason, kind
+    exhausted_values = {r.value: r for r in dead if r.key not in batch.poison}
+    assert {batch.values[v]["orderId"] for v in exhausted_values} == {o["orderId"] for o in expected.exhausted}
+    for record in exhausted_values.values():
+        assert record.header(DLQ_REASON) == REASON_EXHAUSTED
+        assert record.header(RETRY_COUNT) == str(max_retries + 1)
+        assert record.header(ERROR_STAGE) == "process"
+
+    retried = read_all(bootstrap, topics.retry)
+    assert summary["retried"] == len(retried)
+    assert all(r.header(ERROR) and int(r.header(RETRY_COUNT)) >= 1 and r.header(RETRY_DUE) for r in retried)
+    redriven = [r for r in read_all(bootstrap, topics.orders) if r.header(RETRY_DUE)]
+    assert len(redriven) == len(retried) - len(expected.exhausted)
+    early = [r for r in redriven if r.timestamp_ms < int(r.header(RETRY_DUE))]
+    assert early == [], "a retry was re-driven before it was due"
+
+
+def test_dlq_consumer_shows_and_replays_dead_letters(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
+    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    batch = write_foreign_orders(bootstrap, topics.orders, 20, random.Random(3))
+    summary_path = tmp_path / "summary.json"
+    main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
+    wait_until(lambda: len(read_all(bootstrap, topics.dlq)) == len(batch.poison), 120, what="poison in the DLQ")
+
+    viewer = runner.start("dlq.dlq_consumer", "--from-beginning")
+    wait_until(lambda: viewer.output().count("Dead letter ") == len(batch.poison), 90, what="every dead letter shown")
+    assert viewer.stop() == 0
+    shown = viewer.output()
+    assert "<could not decode>" in shown and "reason=invalid order" in shown and "stage=decode" in shown
+    assert "Traceback" not in shown
+
+    dry = runner.run("dlq.dlq_consumer", "--replay", "--reason-contains", "NEGATIVE", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Would replay 1 dead letter(s)" in dry.stderr
+    assert len(read_all(bootstrap, topics.dlq)) == len(batch.poison)
+
+    replay = runner.run("dlq.dlq_consumer", "--replay", "--reason-contains", "negative")
+    assert replay.returncode == 0, replay.stderr
+    assert f"Replayed 1 dead letter(s) to {topics.orders}, skipped {len(batch.poison) - 1}" in replay.stderr
+    wait_until(lambda: len(read_all(bootstrap, topics.dlq)) == len(batch.poison) + 1, 60, what="the replayed record back in the DLQ")
+    again = [r for r in read_all(bootstrap, topics.dlq) if r.header(REPLAYED_AT)]
+    assert len(again) == 1 and again[0].header(RETRY_COUNT) == "1" and "negative" in again[0].header(ERROR)
+    assert main.stop() == 0
+    assert read_json(summary_path)["processed"] == 20
