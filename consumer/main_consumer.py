@@ -2,9 +2,10 @@
 
 Run: ``python -m consumer.main_consumer [--fail-rate R] [--fail-product ItemN] [--summary-file PATH]``.
 
-Per batch: poll -> decode -> validate -> process -> route -> commit. An offset
-is committed only once its record was processed or its routed copy was
-acknowledged, and only contiguously per partition (at-least-once).
+Per batch: poll -> decode -> validate -> process -> route -> checkpoint. The
+running average is kept per partition and checkpointed in the stats topic with
+the next offset to apply, so it survives restarts and rebalances and no record
+is applied twice; see pipeline/checkpointed.py.
 """
 
 from __future__ import annotations
@@ -12,22 +13,26 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 from confluent_kafka import KafkaError, Message
 
-from consumer.processing import PROCESSED, RETRY, RunningAverage, Verdict, evaluate
+from consumer.processing import PROCESSED, RETRY, Verdict, evaluate
 from pipeline.backoff import BackoffPolicy
+from pipeline.checkpoints import Checkpoint, CheckpointStore
 from pipeline.cli import run
-from pipeline.clients import Clients, ensure_topics
-from pipeline.config import ClientSettings, add_backoff_args, add_connection_args, env, positive_int, probability
+from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
+from pipeline.config import (
+    ClientSettings, add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int, probability,
+)
 from pipeline.failures import FailureSimulator
 from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
 from pipeline.routing import Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.summary import write_json_atomic
-from pipeline.tracked import TrackedConsumer
+from pipeline.checkpointed import CheckpointedConsumer
 
 log = logging.getLogger("main-consumer")
 
@@ -55,11 +60,38 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "500"), help="%(default)s")
     add_backoff_args(parser)
     add_connection_args(parser)
+    add_stats_topic_arg(parser)
     return parser.parse_args(argv)
 
 
+@dataclass
+class PartitionStats:
+    """What one partition of ``orders`` contributed: the running average's sum and count, and routing counts."""
+
+    processed: int = 0
+    total: float = 0.0
+    retried: int = 0
+    dead_lettered: int = 0
+
+    @classmethod
+    def of(cls, checkpoint: Optional[Checkpoint]) -> "PartitionStats":
+        if checkpoint is None:
+            return cls()
+        return cls(checkpoint.processed, checkpoint.sum, checkpoint.retried, checkpoint.dead_lettered)
+
+    def add(self, other: "PartitionStats") -> None:
+        self.processed += other.processed
+        self.total += other.total
+        self.retried += other.retried
+        self.dead_lettered += other.dead_lettered
+
+    @property
+    def average(self) -> Optional[float]:
+        return self.total / self.processed if self.processed else None
+
+
 class MainConsumer:
-    """The poll loop's state: running average, counters, offsets waiting for acknowledgement."""
+    """Per-partition state of the running average, and what to do with each record."""
 
     def __init__(self, args: argparse.Namespace, router: Router, tracker: OffsetTracker) -> None:
         self.args = args
@@ -67,33 +99,71 @@ class MainConsumer:
         self.tracker = tracker
         self.simulator = FailureSimulator(args.fail_rate, args.fail_product, args.seed)
         self.backoff = BackoffPolicy(args.backoff_base, args.backoff_factor, args.backoff_max, args.backoff_jitter)
-        self.average = RunningAverage()
-        self.retried = 0
-        self.dead_lettered = 0
-        self._window_start = time.monotonic()
+        self.partitions: dict[tuple[str, int], PartitionStats] = {}
+        self.owned = PartitionStats()
+        self.routed_before: dict[tuple[str, int], dict[int, tuple[str, int, int]]] = {}
+        self.others: dict[str, Checkpoint] = {}
         self._window_processed = 0
         self.events = EventLog(log, self._summary_line)
 
+    # PartitionRole: how state moves between instances and restarts
+    def start_without_checkpoint(self, _consumer: object, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """No checkpoint: rebuild the partition's state from its first record."""
+        return {partition: 0 for partition in partitions}
+
+    def restore(self, partition: tuple[str, int], checkpoint: Optional[Checkpoint], copies: dict[int, tuple[str, int, int]]) -> None:
+        self.partitions[partition] = PartitionStats.of(checkpoint)
+        self.routed_before[partition] = dict(copies)
+        self._recount()
+
+    def consistent(self, partition: tuple[str, int], tracker: OffsetTracker) -> bool:
+        return tracker.pending(partition) == 0
+
+    def snapshot(self, partition: tuple[str, int], next_offset: int, scan_from: dict[str, int]) -> Checkpoint:
+        stats = self.partitions[partition]
+        return Checkpoint(next_offset, scan_from, stats.processed, stats.total, stats.retried, stats.dead_lettered)
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+            self.routed_before.pop(partition, None)
+        self._recount()
+
+    def _recount(self) -> None:
+        self.owned = PartitionStats()
+        for stats in self.partitions.values():
+            self.owned.add(stats)
+
+    def global_stats(self, known: dict[str, Checkpoint], group: str) -> PartitionStats:
+        """Owned partitions as they are now, the others as last checkpointed."""
+        total = PartitionStats()
+        total.add(self.owned)
+        prefix = f"{group}/{self.args.orders_topic}/"
+        owned_keys = {f"{group}/{topic}/{partition}" for topic, partition in self.partitions}
+        for key, checkpoint in known.items():
+            if key.startswith(prefix) and key not in owned_keys:
+                total.add(PartitionStats.of(checkpoint))
+        return total
+
     def _summary_line(self, elapsed: float) -> str:
-        rate = (self.average.count - self._window_processed) / elapsed
-        self._window_processed = self.average.count
+        rate = (self.owned.processed - self._window_processed) / elapsed
+        self._window_processed = self.owned.processed
         return (
-            f"Processed {rate:.0f} orders/s | running average={_fmt(self.average.average)} over "
-            f"{self.average.count} orders | retried={self.retried} dead-lettered={self.dead_lettered}"
+            f"Processed {rate:.0f} orders/s | running average={_fmt(self.owned.average)} over "
+            f"{self.owned.processed} orders | retried={self.owned.retried} dead-lettered={self.owned.dead_lettered}"
         )
 
-    def summary(self) -> dict[str, object]:
-        return {
-            "processed": self.average.count,
-            "average": self.average.average,
-            "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
-        }
-
+    # The data path
     def handle(self, msg: Message) -> None:
         """decode -> validate -> process -> route one record; never raises for bad data."""
         partition = (msg.topic(), msg.partition())
+        if partition not in self.partitions:
+            return  # revoked while this batch was fetched; the new owner reads it
         self.tracker.track(partition, msg.offset())
+        copy = self.routed_before.get(partition, {}).pop(msg.offset(), None)
+        if copy is not None:
+            self._routed_before_restart(msg, copy)
+            return
         verdict = evaluate(msg.value(), msg.headers(), self.simulator)
         if verdict.route == PROCESSED:
             self._processed(msg, verdict)
@@ -102,20 +172,35 @@ class MainConsumer:
         else:
             self._dead_letter(msg, verdict)
 
+    def _count(self, msg: Message, processed_price: Optional[float] = None, retried: int = 0, dead: int = 0) -> None:
+        for stats in (self.partitions[(msg.topic(), msg.partition())], self.owned):
+            if processed_price is not None:
+                stats.processed += 1
+                stats.total += processed_price
+            stats.retried += retried
+            stats.dead_lettered += dead
+
+    def _routed_before_restart(self, msg: Message, copy: tuple[str, int, int]) -> None:
+        to_retry = copy[0] == self.args.retry_topic
+        self._count(msg, retried=int(to_retry), dead=int(not to_retry))
+        self.tracker.complete((msg.topic(), msg.partition()), msg.offset())
+        self.events.event("Skipping %s[%d]@%d: already routed to %s[%d]@%d before the restart", msg.topic(),
+                          msg.partition(), msg.offset(), *copy)
+
     def _processed(self, msg: Message, verdict: Verdict) -> None:
         assert verdict.order is not None
-        self.average.add(verdict.order.price)
+        self._count(msg, processed_price=verdict.order.price)
         self.tracker.complete((msg.topic(), msg.partition()), msg.offset())
         self.events.event(
             "Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d orders",
-            verdict.order.order_id, verdict.attempt, verdict.order.price, self.average.average, self.average.count,
+            verdict.order.order_id, verdict.attempt, verdict.order.price, self.owned.average, self.owned.processed,
         )
 
     def _retry(self, msg: Message, verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.order is not None
         delay_s = self.backoff.delay_s(verdict.attempt)
         self.router.send_back_to_retry(msg, verdict.failure, verdict.attempt, now_ms() + int(delay_s * 1000) + 1)
-        self.retried += 1
+        self._count(msg, retried=1)
         self.events.event(
             "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
             verdict.order.order_id, verdict.attempt, verdict.failure.error_message, self.args.retry_topic, delay_s,
@@ -124,20 +209,25 @@ class MainConsumer:
     def _dead_letter(self, msg: Message, verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.dlq_reason is not None
         self.router.send_to_dlq(msg, verdict.failure, verdict.attempt, verdict.dlq_reason)
-        self.dead_lettered += 1
+        self._count(msg, dead=1)
         self.events.event(
             "Dead-lettering %s[%d]@%d key=%s -> %s: %s",
             msg.topic(), msg.partition(), msg.offset(), key_text(msg), self.args.dlq_topic, verdict.failure.reason,
             level=logging.WARNING,
         )
 
-    def write_summary(self) -> None:
-        if self.args.summary_file:
-            write_json_atomic(self.args.summary_file, self.summary())
-
 
 def _fmt(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def write_summary(path: Optional[str], stats: PartitionStats) -> None:
+    if path:
+        write_json_atomic(
+            path,
+            {"processed": stats.processed, "average": stats.average, "retried": stats.retried,
+             "dead_lettered": stats.dead_lettered},
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -146,21 +236,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
     topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
-    if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
+    stopping = lambda: stop.requested  # noqa: E731
+    if not (
+        ensure_topics(clients, topics, args.partitions, args.replication_factor, stopping)
+        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, stopping)
+    ):
         return 0
-    tracker = OffsetTracker()
     producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
     consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    router = Router(producer, args.retry_topic, args.dlq_topic, lambda t, p, o: tracker.complete((t, p), o))
-    state = MainConsumer(args, router, tracker)
-    tracked = TrackedConsumer(consumer, producer, tracker)
-    tracked.subscribe([args.orders_topic])
+    store = CheckpointStore(clients, args.stats_topic, args.group_id)
+    worker = CheckpointedConsumer(clients, consumer, producer, store, [args.retry_topic, args.dlq_topic])
+    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    state = MainConsumer(args, router, worker.tracker)
+    worker.subscribe([args.orders_topic], state)
     log.info(
-        "Consuming %s as group %s (fail rate %g, fail product %s)",
-        args.orders_topic, args.group_id, args.fail_rate, args.fail_product or "none",
+        "Consuming %s as group %s (fail rate %g, fail product %s); state in %s",
+        args.orders_topic, args.group_id, args.fail_rate, args.fail_product or "none", args.stats_topic,
     )
     last_summary = time.monotonic()
-    state.write_summary()
     try:
         while not stop.requested:
             for msg in consumer.consume(args.batch_size, timeout=0.5):
@@ -170,16 +263,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", error.str())
             producer.poll(0)
-            tracked.commit_if_due()
+            worker.checkpoint_if_due()
             if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
-                state.write_summary()
+                write_summary(args.summary_file, state.global_stats(worker.known, args.group_id))
                 last_summary = time.monotonic()
             state.events.tick()
     finally:
-        log.info("Shutting down: flushing routed copies, committing offsets, closing the consumer")
-        tracked.close()
-        state.write_summary()
-        log.info("Stopped. %s", state.summary())
+        log.info("Shutting down: flushing routed copies, checkpointing, committing, closing the consumer")
+        final = state.global_stats(worker.known, args.group_id)
+        worker.close()
+        write_summary(args.summary_file, final)
+        log.info("Stopped. processed=%d average=%s retried=%d dead-lettered=%d", final.processed,
+                 _fmt(final.average), final.retried, final.dead_lettered)
     return 0
 
 

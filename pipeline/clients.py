@@ -150,6 +150,15 @@ def ensure_topics(
     return False
 
 
+def ensure_stats_topic(
+    clients: Clients, topic: str, replication_factor: int, should_stop: Callable[[], bool] = lambda: False
+) -> bool:
+    """The compacted checkpoint topic: one partition, so one read gives every key's latest record."""
+    return ensure_topics(
+        clients, [topic], 1, replication_factor, should_stop, topic_config={topic: {"cleanup.policy": "compact"}}
+    )
+
+
 def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:
     """Wait up to ``seconds``, returning early once a stop is requested."""
     deadline = time.monotonic() + seconds

@@ -176,3 +176,10 @@ def add_backoff_args(parser: argparse.ArgumentParser) -> None:
         "--backoff-jitter", type=probability, default=env("RETRY_BACKOFF_JITTER", "0.1"),
         help="extra random share of the delay, 0-1 (env RETRY_BACKOFF_JITTER) %(default)s",
     )
+
+
+def add_stats_topic_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stats-topic", default=env("STATS_TOPIC", "orders_stats"),
+        help="compacted topic holding the consumers' checkpoints (env STATS_TOPIC) %(default)s",
+    )

@@ -29,17 +29,22 @@ LAST_FAILURE = "orders.failure.last"
 RETRY_DUE = "orders.retry.due"
 DLQ_REASON = "orders.dlq.reason"
 REPLAYED_AT = "orders.replayed.at"
+SOURCE_TOPIC = "orders.source.topic"
+SOURCE_PARTITION = "orders.source.partition"
+SOURCE_OFFSET = "orders.source.offset"
+VALUE_OMITTED = "orders.value.omitted"
 
 # Values of DLQ_REASON: why a record is in the DLQ, for filtering and replay.
 REASON_UNDECODABLE = "undecodable"
 REASON_INVALID = "invalid order"
 REASON_EXHAUSTED = "retries exhausted"
+REASON_TOO_LARGE = "too large to copy"
 
 MANAGED = frozenset(
     {
         RETRY_COUNT, ERROR, ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_TIMESTAMP,
         ERROR_STAGE, ERROR_CLASS, ERROR_MESSAGE, FIRST_FAILURE, LAST_FAILURE, RETRY_DUE,
-        DLQ_REASON, REPLAYED_AT,
+        DLQ_REASON, REPLAYED_AT, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, VALUE_OMITTED,
     }
 )
 
@@ -106,6 +111,28 @@ def origin_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> Optional[
     if not topic or partition is None or offset is None:
         return None
     return Origin(topic, partition, offset, header_int(headers, ORIGIN_TIMESTAMP))
+
+
+def source_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> Optional[tuple[str, int, int]]:
+    """The (topic, partition, offset) of the record a routed copy was made from, if well-formed."""
+    topic = header_text(headers, SOURCE_TOPIC)
+    partition = header_int(headers, SOURCE_PARTITION)
+    offset = header_int(headers, SOURCE_OFFSET)
+    if not topic or partition is None or offset is None:
+        return None
+    return topic, partition, offset
+
+
+def with_source(headers: Optional[Sequence[tuple[str, HeaderValue]]], source: tuple[str, int, int]) -> Headers:
+    """``headers`` with the source coordinates replaced by ``source``.
+
+    Every copy names the record it was made from, so that after a crash the
+    next owner of the source partition can find the copies already made and
+    never makes them twice.
+    """
+    topic, partition, offset = source
+    kept = _without(headers, {SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET})
+    return kept + [(SOURCE_TOPIC, _encode(topic)), (SOURCE_PARTITION, _encode(partition)), (SOURCE_OFFSET, _encode(offset))]
 
 
 @dataclass(frozen=True)
@@ -187,7 +214,7 @@ def replay_headers(headers: Optional[Sequence[tuple[str, HeaderValue]]], now_ms:
     The context of the last failure stays for the record's history, except the
     retry schedule, which no longer applies.
     """
-    kept = _without(headers, {RETRY_COUNT, RETRY_DUE, DLQ_REASON, REPLAYED_AT})
+    kept = _without(headers, {RETRY_COUNT, RETRY_DUE, DLQ_REASON, REPLAYED_AT, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET})
     return kept + [(RETRY_COUNT, b"0"), (REPLAYED_AT, _encode(now_ms))]
 
 

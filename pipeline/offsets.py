@@ -35,9 +35,20 @@ class OffsetTracker:
             done.discard(finished)
             self._next[partition] = finished + 1
 
-    def pending(self) -> int:
-        """Records consumed but not done yet."""
+    def pending(self, partition: Partition | None = None) -> int:
+        """Records consumed but not done yet (in one partition, or in all)."""
+        if partition is not None:
+            return len(self._in_flight.get(partition, ()))
         return sum(len(offsets) for offsets in self._in_flight.values())
+
+    def start(self, partition: Partition, offset: int) -> None:
+        """Begin tracking a newly assigned partition at ``offset``."""
+        self.forget({partition})
+        self._next[partition] = offset
+
+    def position(self, partition: Partition) -> int | None:
+        """The next offset to commit: every record before it is done."""
+        return self._next.get(partition)
 
     def to_commit(self, partitions: set[Partition] | None = None) -> dict[Partition, int]:
         """Positions (next offset to read) that advanced since the last commit."""

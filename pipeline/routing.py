@@ -1,10 +1,12 @@
 """Sending records on to the retry topic, the DLQ or back to ``orders``, without losing any.
 
 The source record's offset may be committed only once its copy is acknowledged
-by the broker: the delivery report calls ``on_acked(topic, partition, offset)``
-of the source. A copy that fails delivery is produced again, so the offset
-stays uncommitted until the copy is really stored. Key and value are passed
-through byte for byte.
+by the broker: the delivery report calls ``on_acked(source, copy)``. A copy
+that fails delivery is produced again, so the offset stays uncommitted until
+the copy is really stored. Key and value are passed through byte for byte;
+every copy names its source in the ``orders.source.*`` headers. The one
+exception: a value too large for the target topic is replaced by a stub in
+the DLQ that says so and points at the original (``orders.value.omitted``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import time
 from functools import partial
 from typing import Callable, Optional
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from pipeline.headers import Failure, Headers, Origin, routed_headers
+from pipeline.headers import (
+    DLQ_REASON, ERROR, REASON_TOO_LARGE, VALUE_OMITTED, Failure, Headers, Origin, routed_headers, with_source,
+)
 
 log = logging.getLogger(__name__)
 
-SourceCallback = Callable[[str, int, int], None]
+Source = tuple[str, int, int]
+AckCallback = Callable[[Source, Message], None]
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 
 def now_ms() -> int:
@@ -48,58 +54,70 @@ def origin_of_message(msg: Message) -> Origin:
 
 
 class Router:
-    """Produces routed copies and reports each acknowledged copy's source coordinates."""
+    """Produces routed copies and reports each acknowledged copy with its source's coordinates."""
 
-    def __init__(self, producer: Producer, retry_topic: str, dlq_topic: str, on_acked: SourceCallback) -> None:
+    def __init__(self, producer: Producer, retry_topic: str, dlq_topic: str, on_acked: AckCallback) -> None:
         self.producer = producer
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
         self.on_acked = on_acked
-        self.redelivery_attempts = 0
+        self.redeliveries = 0
 
     def send_back_to_retry(self, msg: Message, failure: Failure, retry_count: int, due_ms: int) -> None:
         headers = routed_headers(
             msg.headers(), retry_count=retry_count, failure=failure, current=origin_of_message(msg),
             now_ms=now_ms(), due_ms=due_ms,
         )
-        self._produce(self.retry_topic, msg, headers)
+        self._send(self.retry_topic, msg.key(), msg.value(), headers, _source(msg))
 
     def send_to_dlq(self, msg: Message, failure: Failure, retry_count: int, dlq_reason: str) -> None:
         headers = routed_headers(
             msg.headers(), retry_count=retry_count, failure=failure, current=origin_of_message(msg),
             now_ms=now_ms(), dlq_reason=dlq_reason,
         )
-        self._produce(self.dlq_topic, msg, headers)
+        self._send(self.dlq_topic, msg.key(), msg.value(), headers, _source(msg))
 
     def redrive(self, msg: Message, topic: str) -> None:
-        """Send ``msg`` unchanged (key, value and headers) to ``topic``."""
-        self._produce(topic, msg, list(msg.headers() or []))
+        """Send ``msg`` to ``topic`` with its key, value and headers, naming its source."""
+        self._send(topic, msg.key(), msg.value(), list(msg.headers() or []), _source(msg))
 
-    def _produce(self, topic: str, msg: Message, headers: Headers) -> None:
-        source = (msg.topic(), msg.partition(), msg.offset())
-        self._send(topic, msg.key(), msg.value(), headers, source)
-
-    def _send(
-        self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: tuple[str, int, int]
-    ) -> None:
+    def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source) -> None:
+        headers = with_source(headers, source)
         report = partial(self._delivered, topic, key, value, headers, source)
-        produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
+        try:
+            produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _TOO_LARGE:
+                raise
+            self._send_stub(key, value, headers, source, exc.args[0].str())
+
+    def _send_stub(self, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source, why: str) -> None:
+        """A DLQ record without the value, for a value too large to copy; the original stays at its source."""
+        size = len(value or b"")
+        log.error("Record %s[%d]@%d (%d bytes) is too large to copy (%s); dead-lettering it without its value",
+                  *source, size, why)
+        stub_headers = [(k, v) for k, v in headers if k not in (ERROR, DLQ_REASON, VALUE_OMITTED)] + [
+            (ERROR, f"{REASON_TOO_LARGE}: {size} bytes ({why}); the original is at its origin".encode()),
+            (DLQ_REASON, REASON_TOO_LARGE.encode()),
+            (VALUE_OMITTED, str(size).encode()),
+        ]
+        report = partial(self._delivered, self.dlq_topic, key, None, stub_headers, source)
+        produce_patiently(self.producer, self.dlq_topic, key=key, value=None, headers=stub_headers, on_delivery=report)
 
     def _delivered(
-        self,
-        topic: str,
-        key: Optional[bytes],
-        value: Optional[bytes],
-        headers: Headers,
-        source: tuple[str, int, int],
-        err: Optional[KafkaError],
-        _msg: Message,
+        self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source,
+        err: Optional[KafkaError], msg: Message,
     ) -> None:
         if err is None:
-            self.on_acked(*source)
+            self.on_acked(source, msg)
             return
-        self.redelivery_attempts += 1
-        log.error(
-            "Copy of %s[%d]@%d to %s was not delivered (%s); sending it again", *source, topic, err.str()
-        )
+        if err.code() in _TOO_LARGE and value is not None:
+            self._send_stub(key, value, headers, source, err.str())
+            return
+        self.redeliveries += 1
+        log.error("Copy of %s[%d]@%d to %s was not delivered (%s); sending it again", *source, topic, err.str())
         self._send(topic, key, value, headers, source)
+
+
+def _source(msg: Message) -> Source:
+    return msg.topic(), msg.partition(), msg.offset()

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.backoff import BackoffPolicy
 from pipeline.cli import run
-from pipeline.clients import Clients, ensure_topics
-from pipeline.config import ClientSettings, add_backoff_args, add_connection_args, env, positive_int
+from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
+from pipeline.config import ClientSettings, add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int
 from pipeline.headers import (
     ERROR, ERROR_CLASS, ERROR_MESSAGE, ERROR_STAGE, REASON_EXHAUSTED, Failure, get_retry_count, header_text,
 )
@@ -28,7 +29,8 @@ from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
 from pipeline.routing import Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
-from pipeline.tracked import TrackedConsumer
+from pipeline.checkpointed import CheckpointedConsumer
+from pipeline.checkpoints import Checkpoint, CheckpointStore
 from retry.schedule import RetrySchedule, due_time_ms
 
 log = logging.getLogger("retry-consumer")
@@ -54,6 +56,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "500"), help="%(default)s")
     add_backoff_args(parser)
     add_connection_args(parser)
+    add_stats_topic_arg(parser)
     args = parser.parse_args(argv)
     if args.max_retries < 0:
         parser.error("--max-retries must be >= 0")
@@ -72,7 +75,15 @@ def exhausted_failure(msg: Message, retry_count: int) -> Failure:
     )
 
 
+@dataclass
+class PartitionCounts:
+    redriven: int = 0
+    dead_lettered: int = 0
+
+
 class RetryConsumer:
+    """The waiting records and, per partition of the retry topic, what was forwarded."""
+
     def __init__(self, args: argparse.Namespace, consumer: Consumer, router: Router, tracker: OffsetTracker) -> None:
         self.args = args
         self.consumer = consumer
@@ -81,10 +92,37 @@ class RetryConsumer:
         self.policy = BackoffPolicy(args.backoff_base, args.backoff_factor, args.backoff_max, args.backoff_jitter)
         self.schedule: RetrySchedule[Message] = RetrySchedule()
         self.paused: set[tuple[str, int]] = set()
+        self.counts: dict[tuple[str, int], PartitionCounts] = {}
+        self.forwarded_before: dict[tuple[str, int], dict[int, tuple[str, int, int]]] = {}
         self.redriven = 0
         self.dead_lettered = 0
         self.max_lateness_ms = 0
         self.events = EventLog(log, self._summary_line)
+
+    # PartitionRole: how the position and the forwarded copies survive restarts
+    def start_without_checkpoint(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """No checkpoint yet: the group's committed offset, else the beginning."""
+        committed = consumer.committed([TopicPartition(*p) for p in partitions], timeout=30)
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+
+    def restore(self, partition: tuple[str, int], checkpoint: Optional[Checkpoint], copies: dict[int, tuple[str, int, int]]) -> None:
+        self.counts[partition] = PartitionCounts(checkpoint.redriven, checkpoint.dead_lettered) if checkpoint else PartitionCounts()
+        self.forwarded_before[partition] = dict(copies)
+
+    def consistent(self, partition: tuple[str, int], tracker: OffsetTracker) -> bool:
+        return True  # records beyond the position are found again by the copy scan
+
+    def snapshot(self, partition: tuple[str, int], next_offset: int, scan_from: dict[str, int]) -> Checkpoint:
+        counts = self.counts[partition]
+        return Checkpoint(next_offset, scan_from, redriven=counts.redriven, dead_lettered=counts.dead_lettered)
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop waiting records of revoked partitions: their new owner reads them again."""
+        self.schedule.forget(partitions)
+        self.paused -= partitions
+        for partition in partitions:
+            self.counts.pop(partition, None)
+            self.forwarded_before.pop(partition, None)
 
     def _summary_line(self, elapsed: float) -> str:
         return (
@@ -92,14 +130,24 @@ class RetryConsumer:
             f"max lateness={self.max_lateness_ms} ms"
         )
 
+    # The data path
     def handle(self, msg: Message) -> None:
         partition = (msg.topic(), msg.partition())
+        if partition not in self.counts:
+            return  # revoked while this batch was fetched; the new owner reads it
         self.tracker.track(partition, msg.offset())
+        copy = self.forwarded_before.get(partition, {}).pop(msg.offset(), None)
+        if copy is not None:
+            self._count(partition, to_dlq=copy[0] == self.args.dlq_topic)
+            self.tracker.complete(partition, msg.offset())
+            self.events.event("Skipping %s[%d]@%d: already forwarded to %s[%d]@%d before the restart", *partition,
+                              msg.offset(), *copy)
+            return
         retry_count = get_retry_count(msg.headers())
         if retry_count > self.args.max_retries:
             failure = exhausted_failure(msg, retry_count)
             self.router.send_to_dlq(msg, failure, retry_count, REASON_EXHAUSTED)
-            self.dead_lettered += 1
+            self._count(partition, to_dlq=True)
             self.events.event("Dead-lettering key=%s: %s", key_text(msg), failure.reason, level=logging.WARNING)
             return
         timestamp_type, timestamp = msg.timestamp()
@@ -110,12 +158,21 @@ class RetryConsumer:
             self.paused.add(partition)
             log.info("Paused %s[%d]: %d records waiting", *partition, self.schedule.waiting(partition))
 
+    def _count(self, partition: tuple[str, int], to_dlq: bool) -> None:
+        counts = self.counts[partition]
+        if to_dlq:
+            counts.dead_lettered += 1
+            self.dead_lettered += 1
+        else:
+            counts.redriven += 1
+            self.redriven += 1
+
     def fire_due(self) -> None:
         """Re-drive every record whose time has come; resume partitions that drained."""
         current = now_ms()
         for due, msg in self.schedule.pop_due(current):
             self.router.redrive(msg, self.args.orders_topic)
-            self.redriven += 1
+            self._count((msg.topic(), msg.partition()), to_dlq=False)
             lateness = current - due
             self.max_lateness_ms = max(self.max_lateness_ms, lateness)
             self.events.event(
@@ -134,11 +191,6 @@ class RetryConsumer:
             return MAX_POLL_WAIT_S
         return min(MAX_POLL_WAIT_S, max(0.0, (next_due - now_ms()) / 1000))
 
-    def forget(self, partitions: set[tuple[str, int]]) -> None:
-        """Drop waiting records of revoked partitions: their new owner reads them again."""
-        self.schedule.forget(partitions)
-        self.paused -= partitions
-
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
@@ -146,15 +198,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
     topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
-    if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
+    stopping = lambda: stop.requested  # noqa: E731
+    if not (
+        ensure_topics(clients, topics, args.partitions, args.replication_factor, stopping)
+        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, stopping)
+    ):
         return 0
-    tracker = OffsetTracker()
     producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
     consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    router = Router(producer, args.retry_topic, args.dlq_topic, lambda t, p, o: tracker.complete((t, p), o))
-    state = RetryConsumer(args, consumer, router, tracker)
-    tracked = TrackedConsumer(consumer, producer, tracker)
-    tracked.subscribe([args.retry_topic], on_forget=state.forget)
+    store = CheckpointStore(clients, args.stats_topic, args.group_id)
+    worker = CheckpointedConsumer(clients, consumer, producer, store, [args.orders_topic, args.dlq_topic])
+    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    state = RetryConsumer(args, consumer, router, worker.tracker)
+    worker.subscribe([args.retry_topic], state)
     log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
     try:
         while not stop.requested:
@@ -166,11 +222,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     log.warning("Consumer error: %s", error.str())
             state.fire_due()
             producer.poll(0)
-            tracked.commit_if_due()
+            worker.checkpoint_if_due()
             state.events.tick()
     finally:
         log.info("Shutting down: %d waiting record(s) stay in %s for the next run", len(state.schedule), args.retry_topic)
-        tracked.close()
+        worker.close()
         log.info("Stopped. re-driven=%d dead-lettered=%d", state.redriven, state.dead_lettered)
     return 0
 

@@ -29,7 +29,18 @@ def topics() -> Topics:
 
 
 @pytest.fixture
-def runner(bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[ScriptRunner]:
+def runner(request: pytest.FixtureRequest, bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[ScriptRunner]:
     script_runner = ScriptRunner(bootstrap, tmp_path, topics.env())
     yield script_runner
     script_runner.cleanup()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for script in script_runner.scripts:
+            print(f"----- {script.name} (last lines) -----\n" + "\n".join(script.output().splitlines()[-40:]))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

@@ -37,14 +37,15 @@ class Topics:
     orders: str
     retry: str
     dlq: str
+    stats: str
 
     @classmethod
     def unique(cls) -> "Topics":
         suffix = uuid.uuid4().hex[:8]
-        return cls(f"orders_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}")
+        return cls(f"orders_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}", f"orders_stats_{suffix}")
 
     def env(self) -> dict[str, str]:
-        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq}
+        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats}
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
@@ -61,6 +62,7 @@ class Script:
     process: subprocess.Popen[bytes]
     log_path: Path
     _log_file: Any = field(repr=False)
+    stopped: bool = False  # stopped on purpose, as opposed to exited by itself
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -69,6 +71,7 @@ class Script:
         return self.process.poll() is None
 
     def signal(self, signum: int) -> None:
+        self.stopped = True
         if self.running():
             self.process.send_signal(signum)
 
@@ -83,6 +86,7 @@ class Script:
             raise AssertionError(f"{self.name} did not stop within {timeout_s} s after SIGTERM:\n{self.output()[-3000:]}")
 
     def kill(self) -> None:
+        self.stopped = True
         if self.running():
             self.process.kill()
             self.process.wait()
@@ -98,7 +102,7 @@ class ScriptRunner:
         self.scripts: list[Script] = []
 
     def env(self, overrides: Optional[dict[str, str]] = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_", "STATS_"))}
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -127,6 +131,17 @@ class ScriptRunner:
             [sys.executable, "-m", module, *args], cwd=ROOT, env=self.env(env), capture_output=True, text=True,
             timeout=timeout_s, stdin=subprocess.DEVNULL,
         )
+
+    def wait_until(self, predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0) -> Any:
+        """Like :func:`wait_until`, failing at once if a started script exits by itself."""
+
+        def check() -> Any:
+            for script in self.scripts:
+                if not script.running() and not script.stopped:
+                    raise AssertionError(f"{script.name} exited with {script.process.returncode}:\n{script.output()[-4000:]}")
+            return predicate()
+
+        return wait_until(check, timeout_s, interval_s, what)
 
     def cleanup(self) -> None:
         for script in self.scripts:

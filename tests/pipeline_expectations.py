@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from avro_utils import avro_serialize
 from pipeline.failures import attempt_draw
-from pipeline.headers import REASON_EXHAUSTED, REASON_INVALID, REASON_UNDECODABLE
+from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE
 
 
 def float32(value: float) -> float:

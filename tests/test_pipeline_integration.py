@@ -34,7 +34,7 @@ def test_every_order_is_counted_or_dead_lettered_exactly_once(runner: ScriptRunn
         summary = read_json(summary_path) or {}
         return summary.get("processed") == len(expected.processed) and len(read_all(bootstrap, topics.dlq)) >= expected_dlq
 
-    wait_until(settled, 180, interval_s=1.0, what="all orders processed or dead-lettered")
+    runner.wait_until(settled, 180, what="all orders processed or dead-lettered")
     assert main.stop() == 0 and retry.stop() == 0
     for script in (main, retry):
         assert "Traceback" not in script.output()
@@ -78,7 +78,7 @@ def test_dlq_consumer_shows_and_replays_dead_letters(runner: ScriptRunner, topic
     batch = write_foreign_orders(bootstrap, topics.orders, 20, random.Random(3))
     summary_path = tmp_path / "summary.json"
     main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
-    wait_until(lambda: len(read_all(bootstrap, topics.dlq)) == len(batch.poison), 120, what="poison in the DLQ")
+    runner.wait_until(lambda: len(read_all(bootstrap, topics.dlq)) == len(batch.poison), 120, what="poison in the DLQ")
 
     viewer = runner.start("dlq.dlq_consumer", "--from-beginning")
     wait_until(lambda: viewer.output().count("Dead letter ") == len(batch.poison), 90, what="every dead letter shown")

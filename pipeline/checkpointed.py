@@ -1,0 +1,196 @@
+"""A consumer that resumes each partition exactly where its last checkpoint left off.
+
+Shared by the main and retry consumers; what each keeps per partition is
+their own (:class:`PartitionRole`). The cycle, once a second, on revoke and
+at shutdown, is the one Quix Streams uses: flush the producer (every copy
+acknowledged) -> write the checkpoints -> flush -> commit offsets. The
+checkpoints are the truth; the committed offsets follow them so that lag
+tools see progress.
+
+On assignment: load the latest checkpoints, find the copies made after them
+(:mod:`pipeline.copies`), hand both to the role, and start each partition at
+its checkpoint's offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional, Protocol
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
+from pipeline.clients import Clients
+from pipeline.copies import CopyLedger, find_copies
+from pipeline.offsets import OffsetTracker, Partition
+from pipeline.reading import partitions_of
+from pipeline.routing import Source
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+FLUSH_TIMEOUT_S = 30.0
+
+
+def describe(partitions: list[TopicPartition] | list[Partition]) -> str:
+    names = [f"{tp.topic}[{tp.partition}]" if isinstance(tp, TopicPartition) else f"{tp[0]}[{tp[1]}]" for tp in partitions]
+    return ", ".join(names) or "no partitions"
+
+
+class PartitionRole(Protocol):
+    """What a consumer keeps per partition, and how it turns into a checkpoint and back."""
+
+    def start_without_checkpoint(self, consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
+        """Where to start partitions that have no checkpoint yet."""
+
+    def restore(self, partition: Partition, checkpoint: Optional[Checkpoint], copies: dict[int, tuple[str, int, int]]) -> None:
+        """Take over a partition: its checkpointed state and the copies made after the checkpoint."""
+
+    def consistent(self, partition: Partition, tracker: OffsetTracker) -> bool:
+        """True if a checkpoint written now matches the tracker's position."""
+
+    def snapshot(self, partition: Partition, next_offset: int, scan_from: dict[str, int]) -> Checkpoint:
+        """The partition's checkpoint at ``next_offset``."""
+
+    def forget(self, partitions: set[Partition]) -> None:
+        """Drop the state of partitions this instance no longer owns."""
+
+
+class CheckpointedConsumer:
+    def __init__(
+        self,
+        clients: Clients,
+        consumer: Consumer,
+        producer: Producer,
+        store: CheckpointStore,
+        target_topics: list[str],
+    ) -> None:
+        self.clients = clients
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.target_topics = target_topics
+        self.role: Optional[PartitionRole] = None
+        self.tracker = OffsetTracker()
+        self.ledger = CopyLedger()
+        self.known: dict[str, Checkpoint] = {}
+        self._bases: dict[Partition, dict[Partition, int]] = {}
+        self._saved: dict[Partition, Checkpoint] = {}
+        self._last_checkpoint = time.monotonic()
+
+    def acked(self, source: Source, copy: Message) -> None:
+        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
+        topic, partition, offset = source
+        self.ledger.copied((topic, partition), offset, (copy.topic(), copy.partition()), copy.offset())
+        self.tracker.complete((topic, partition), offset)
+
+    def subscribe(self, topics: list[str], role: PartitionRole) -> None:
+        """Subscribe; ``role`` keeps the per-partition state."""
+        self.role = role
+
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            starts = self.take_over([(tp.topic, tp.partition) for tp in partitions])
+            assignment = [TopicPartition(topic, partition, offset) for (topic, partition), offset in starts.items()]
+            try:
+                consumer.incremental_assign(assignment)  # cooperative-sticky, our default
+            except KafkaException:
+                consumer.assign(assignment)  # an eager strategy from the user's properties file
+            log.info("Assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in assignment) or "nothing")
+
+        def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            revoked = {(tp.topic, tp.partition) for tp in partitions}
+            self.checkpoint(revoked, final=True)
+            self._drop(revoked)
+            log.info("Revoked %s", describe(partitions))
+
+        def on_lost(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self._drop({(tp.topic, tp.partition) for tp in partitions})
+            log.warning("Lost %s: the new owner resumes them from their checkpoints", describe(partitions))
+
+        self.consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+
+    def take_over(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Restore partitions from their checkpoints and the copies made since; return their start offsets."""
+        assert self.role is not None, "subscribe() first"
+        if not partitions:
+            return {}
+        self.known = self.store.load()
+        checkpoints = {p: self.known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
+        fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
+        starts = self.role.start_without_checkpoint(self.consumer, fresh) if fresh else {}
+        for partition, checkpoint in checkpoints.items():
+            if checkpoint is not None:
+                starts[partition] = checkpoint.next_offset
+        targets = partitions_of(self.clients, self.target_topics)
+        scan_from = {
+            target: min(
+                (c.scan_from.get(target_name(*target), 0) if c else 0) for c in checkpoints.values()
+            )
+            for target in targets
+        }
+        copies, ends = find_copies(self.clients, scan_from, starts)
+        for partition in partitions:
+            for source_offset, (topic, target_partition, copy_offset) in copies[partition].items():
+                self.ledger.copied(partition, source_offset, (topic, target_partition), copy_offset)
+            self._bases[partition] = dict(ends)
+            self.tracker.start(partition, starts[partition])
+            self.role.restore(partition, checkpoints[partition], copies[partition])
+            self._saved.pop(partition, None)
+            if copies[partition]:
+                log.info("%s[%d]: %d record(s) after the checkpoint were already routed; they will not be routed again",
+                         *partition, len(copies[partition]))
+        return starts
+
+    def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
+        """Flush -> write checkpoints that changed -> flush -> commit offsets."""
+        self._last_checkpoint = time.monotonic()
+        if self.role is None:
+            return
+        self.producer.flush(FLUSH_TIMEOUT_S)
+        owned = [p for p in self._bases if partitions is None or p in partitions]
+        commits: list[TopicPartition] = []
+        for partition in owned:
+            position = self.tracker.position(partition)
+            if position is None or not self.role.consistent(partition, self.tracker):
+                continue
+            scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
+            checkpoint = self.role.snapshot(partition, position, {target_name(*t): o for t, o in scan_from.items()})
+            if checkpoint == self._saved.get(partition):
+                continue
+            self.store.save(self.producer, partition[0], partition[1], checkpoint)
+            self._saved[partition] = checkpoint
+            self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
+            commits.append(TopicPartition(partition[0], partition[1], position))
+        if not commits:
+            return
+        if self.producer.flush(FLUSH_TIMEOUT_S):
+            log.warning("Checkpoints not acknowledged yet; offsets are committed with the next checkpoint")
+            for tp in commits:
+                self._saved.pop((tp.topic, tp.partition), None)
+            return
+        try:
+            self.consumer.commit(offsets=commits, asynchronous=not final)
+        except Exception as exc:  # KafkaException: the checkpoint is the truth; the next commit catches up
+            log.warning("Offset commit failed (%s); the checkpoint stands", exc)
+
+    def checkpoint_if_due(self) -> None:
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+            self.checkpoint()
+
+    def owned(self) -> list[Partition]:
+        return list(self._bases)
+
+    def close(self) -> None:
+        """Flush, checkpoint and commit what is done, then leave the group: in that order."""
+        self.checkpoint(final=True)
+        self.consumer.close()
+
+    def _drop(self, partitions: set[Partition]) -> None:
+        self.tracker.forget(partitions)
+        self.ledger.forget(partitions)
+        if self.role is not None:
+            self.role.forget(partitions)
+        for partition in partitions:
+            self._bases.pop(partition, None)
+            self._saved.pop(partition, None)

@@ -1,0 +1,89 @@
+"""Per-partition state checkpointed in a compacted Kafka topic, the way Kafka Streams keeps changelogs.
+
+One record per source partition, keyed ``group/topic/partition``, holding
+the next offset to apply and everything needed to resume exactly there: the
+running totals (main consumer) and where to look for copies made after the
+checkpoint (both consumers). The latest record of a key wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from confluent_kafka import Producer
+
+from pipeline.clients import Clients
+from pipeline.reading import partitions_of, read_to_end
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_key(group: str, topic: str, partition: int) -> str:
+    return f"{group}/{topic}/{partition}"
+
+
+def target_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+@dataclass
+class Checkpoint:
+    """Everything below ``next_offset`` is applied; copies made later lie at or after ``scan_from``."""
+
+    next_offset: int
+    scan_from: dict[str, int] = field(default_factory=dict)
+    processed: int = 0
+    sum: float = 0.0
+    retried: int = 0
+    dead_lettered: int = 0
+    redriven: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: Optional[bytes]) -> Optional["Checkpoint"]:
+        """The checkpoint, or None for a tombstone or a record this code did not write."""
+        if not payload:
+            return None
+        try:
+            data: dict[str, Any] = json.loads(payload)
+            known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+            checkpoint = cls(**known)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(checkpoint.next_offset, int) or checkpoint.next_offset < 0:
+            return None
+        return checkpoint
+
+
+class CheckpointStore:
+    """Reads and writes checkpoints of one consumer group in the stats topic."""
+
+    def __init__(self, clients: Clients, topic: str, group: str) -> None:
+        self.clients = clients
+        self.topic = topic
+        self.group = group
+
+    def load(self) -> dict[str, Checkpoint]:
+        """The latest checkpoint of each key of this group, read to the end of the topic."""
+        latest: dict[str, Checkpoint] = {}
+        prefix = f"{self.group}/"
+        starts = {tp: 0 for tp in partitions_of(self.clients, [self.topic])}
+        for msg in read_to_end(self.clients, starts):
+            key = (msg.key() or b"").decode("utf-8", "replace")
+            if not key.startswith(prefix):
+                continue
+            checkpoint = Checkpoint.decode(msg.value())
+            if checkpoint is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = checkpoint
+        return latest
+
+    def save(self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint) -> None:
+        """Produce a checkpoint; the caller flushes before it commits offsets."""
+        producer.produce(self.topic, key=checkpoint_key(self.group, topic, partition).encode(), value=checkpoint.encode())

@@ -1,0 +1,75 @@
+"""Never copy a record twice: find the copies a crashed owner made, and tell the next owner where to look.
+
+Each routed copy names its source (``orders.source.*`` headers). A checkpoint
+says which source offsets are applied and, per target partition, an offset
+from which every later copy lies. On assignment the new owner reads the
+targets from there to their end and skips the source offsets already copied.
+This holds on any broker: it needs neither transactions nor commit metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from pipeline.clients import Clients
+from pipeline.headers import source_of
+from pipeline.reading import read_to_end
+
+Partition = tuple[str, int]
+
+
+Copies = dict[Partition, dict[int, tuple[str, int, int]]]
+
+
+def find_copies(
+    clients: Clients, scan_from: dict[Partition, int], sources: dict[Partition, int]
+) -> tuple[Copies, dict[Partition, int]]:
+    """Copies in the targets of source offsets at or beyond ``sources[partition]``, and where each target ends.
+
+    Returns, per source partition, source offset -> (target topic, partition, offset) of its copy.
+    """
+    found: Copies = {partition: {} for partition in sources}
+    ends: dict[Partition, int] = {}
+    for msg in read_to_end(clients, scan_from, on_end=ends.__setitem__):
+        source = source_of(msg.headers())
+        if source is None:
+            continue
+        topic, partition, offset = source
+        first_unapplied = sources.get((topic, partition))
+        if first_unapplied is not None and offset >= first_unapplied:
+            found[(topic, partition)][offset] = (msg.topic(), msg.partition(), msg.offset())
+    return found, ends
+
+
+class CopyLedger:
+    """Where this instance's copies went, so a checkpoint can say where later copies start."""
+
+    def __init__(self) -> None:
+        self._last_copy: dict[Partition, int] = {}
+        self._beyond: dict[Partition, dict[int, tuple[Partition, int]]] = {}
+
+    def copied(self, source: Partition, source_offset: int, target: Partition, copy_offset: int) -> None:
+        """Record an acknowledged copy (or one found by a scan)."""
+        self._last_copy[target] = max(self._last_copy.get(target, -1), copy_offset)
+        self._beyond.setdefault(source, {})[source_offset] = (target, copy_offset)
+
+    def scan_from(self, source: Partition, position: int, base: dict[Partition, int]) -> dict[Partition, int]:
+        """Per target: an offset at or before every copy of a source offset >= ``position``, made or to come.
+
+        Copies of sources still beyond ``position`` bound it from below; else
+        any later copy lies after the last one this instance made, and after
+        ``base`` (the previous owner's bound).
+        """
+        beyond = self._beyond.get(source, {})
+        for offset in [o for o in beyond if o < position]:
+            del beyond[offset]
+        result = dict(base)
+        for target, last in self._last_copy.items():
+            result[target] = max(result.get(target, 0), last + 1)
+        for target, copy_offset in beyond.values():
+            result[target] = min(result[target], copy_offset)
+        return result
+
+    def forget(self, sources: Iterable[Partition]) -> None:
+        for source in sources:
+            self._beyond.pop(source, None)

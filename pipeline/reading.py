@@ -1,0 +1,75 @@
+"""Reading partitions from given offsets up to their current end, outside any consumer group.
+
+The end is where the broker reports end-of-partition while fetching
+(``enable.partition.eof``), not a listed high watermark: Tansu 0.6 reports
+those wrong, and fetching is what every broker gets right.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Callable, Iterator, Optional
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from pipeline.clients import Clients
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 120.0
+
+
+def partitions_of(clients: Clients, topics: list[str]) -> list[tuple[str, int]]:
+    """Every (topic, partition) of ``topics``, from the broker's metadata."""
+    admin = clients.admin()
+    metadata = admin.list_topics(timeout=30)
+    found = []
+    for topic in topics:
+        if topic not in metadata.topics:
+            raise PipelineError(f"topic {topic} does not exist")
+        found += [(topic, partition) for partition in sorted(metadata.topics[topic].partitions)]
+    return found
+
+
+def read_to_end(
+    clients: Clients,
+    starts: dict[tuple[str, int], int],
+    on_end: Optional[Callable[[tuple[str, int], int], None]] = None,
+    timeout_s: float = READ_TIMEOUT_S,
+) -> Iterator[Message]:
+    """Yield every record from ``starts[(topic, partition)]`` to the end of each partition.
+
+    ``on_end(partition, end_offset)`` is told where each partition ended.
+    """
+    if not starts:
+        return
+    consumer = clients.consumer(
+        {"auto.offset.reset": "earliest"},
+        {
+            "group.id": f"orders-reader-{uuid.uuid4().hex[:8]}",  # never joins: partitions are assigned
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        },
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, max(offset, 0)) for (topic, partition), offset in starts.items()])
+        unfinished = set(starts)
+        deadline = time.monotonic() + timeout_s
+        while unfinished:
+            if time.monotonic() > deadline:
+                raise PipelineError(f"could not read {sorted(unfinished)} to the end within {timeout_s:.0f} s")
+            for msg in consumer.consume(1000, timeout=0.5):
+                error = msg.error()
+                if error is None:
+                    yield msg
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    unfinished.discard((msg.topic(), msg.partition()))
+                    if on_end is not None:
+                        on_end((msg.topic(), msg.partition()), msg.offset())
+                else:
+                    log.warning("While reading %s[%d]: %s", msg.topic(), msg.partition(), error.str())
+    finally:
+        consumer.close()
