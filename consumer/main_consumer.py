@@ -29,7 +29,7 @@ from pipeline.config import (
 from pipeline.failures import FailureSimulator
 from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
-from pipeline.routing import Router, key_text, now_ms
+from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.summary import write_json_atomic
 from pipeline.checkpointed import CheckpointedConsumer
@@ -38,7 +38,7 @@ log = logging.getLogger("main-consumer")
 
 CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
 CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
-PRODUCER_DEFAULTS = {"linger.ms": 5}
+PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 SUMMARY_INTERVAL_S = 0.5
 

@@ -65,10 +65,17 @@ def _die_with_parent() -> None:
 class DevBroker:
     """A Tansu process on ``host:port``; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", output: Union[IO[bytes], int, None] = None) -> None:
+    def __init__(
+        self,
+        port: int = 9092,
+        host: str = "127.0.0.1",
+        output: Union[IO[bytes], int, None] = None,
+        advertised_port: Optional[int] = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.output = output
+        self.advertised_port = advertised_port or port  # another port when clients reach it through a proxy
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     @property
@@ -79,8 +86,9 @@ class DevBroker:
         if port_open(self.host, self.port):
             raise BrokerError(f"port {self.port} on {self.host} is already in use (is another broker running?)")
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=self.output,
             stderr=subprocess.STDOUT if self.output is not None else None,
             stdin=subprocess.DEVNULL,
@@ -91,8 +99,9 @@ class DevBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BrokerError(f"Tansu exited with code {self.process.returncode} before it was ready")
-            if port_open(self.host, self.port) and broker_answers(self.bootstrap_servers, 1.0):
-                return self
+            if port_open(self.host, self.port):
+                if self.advertised_port != self.port or broker_answers(self.bootstrap_servers, 1.0):
+                    return self
             time.sleep(0.1)  # poll until the broker answers
         self.stop()
         raise BrokerError(f"Tansu did not answer on {self.bootstrap_servers} within {ready_timeout_s:.0f} s")

@@ -9,7 +9,7 @@ This holds on any broker: it needs neither transactions nor commit metadata.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 from pipeline.clients import Clients
 from pipeline.headers import source_of
@@ -48,8 +48,15 @@ class CopyLedger:
         self._last_copy: dict[Partition, int] = {}
         self._beyond: dict[Partition, dict[int, tuple[Partition, int]]] = {}
 
-    def copied(self, source: Partition, source_offset: int, target: Partition, copy_offset: int) -> None:
-        """Record an acknowledged copy (or one found by a scan)."""
+    def copied(self, source: Partition, source_offset: int, target: Partition, copy_offset: Optional[int]) -> None:
+        """Record an acknowledged copy (or one found by a scan).
+
+        A delivery report may not know the copy's offset; the copy then lies
+        after the last one known in that partition (acknowledgements come in
+        order), which is bound enough.
+        """
+        if copy_offset is None or copy_offset < 0:
+            copy_offset = self._last_copy.get(target, -1) + 1
         self._last_copy[target] = max(self._last_copy.get(target, -1), copy_offset)
         self._beyond.setdefault(source, {})[source_offset] = (target, copy_offset)
 

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 Source = tuple[str, int, int]
 AckCallback = Callable[[Source, Message], None]
+# Copies carry any record another producer could write; the broker's own limit then decides.
+ROUTED_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 

@@ -80,7 +80,7 @@ class OrderProducer:
             log.error("Delivery failed for %s: %s", description, err.str())
             return
         self.stats.delivered += 1
-        self.events.event("Produced %s -> %s[%d]@%d", description, msg.topic(), msg.partition(), msg.offset())
+        self.events.event("Produced %s -> %s[%d]@%s", description, msg.topic(), msg.partition(), msg.offset())
 
     def send(self, key: bytes, value: bytes, description: str) -> None:
         """Produce one record, serving delivery reports while the local queue is full."""

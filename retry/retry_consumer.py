@@ -27,7 +27,7 @@ from pipeline.headers import (
 )
 from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
-from pipeline.routing import Router, key_text, now_ms
+from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.checkpointed import CheckpointedConsumer
 from pipeline.checkpoints import Checkpoint, CheckpointStore
@@ -37,7 +37,7 @@ log = logging.getLogger("retry-consumer")
 
 CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
 CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
-PRODUCER_DEFAULTS = {"linger.ms": 0}
+PRODUCER_DEFAULTS = {"linger.ms": 0, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 MAX_POLL_WAIT_S = 0.5
 

@@ -31,7 +31,7 @@ def poison_corpus(rng: random.Random) -> list[tuple[str, Optional[bytes], str]]:
         ("truncated", good[:-3], REASON_UNDECODABLE),
         ("trailing bytes", good + b"\x00\x01", REASON_UNDECODABLE),
         ("gigabyte length prefix", b"\xfe\xff\xff\xff\x0f" + b"abc", REASON_UNDECODABLE),
-        ("large junk value", b"\x01" + rng.randbytes(500_000), REASON_UNDECODABLE),
+        ("1 MB value", b"\x01" + rng.randbytes(1024 * 1024 - 1), REASON_UNDECODABLE),
         ("negative price", avro_serialize({**order, "orderId": "neg-" + uuid.uuid4().hex, "price": -3.5}), REASON_INVALID),
         ("nan price", avro_serialize({**order, "orderId": "nan-" + uuid.uuid4().hex, "price": math.nan}), REASON_INVALID),
         ("infinite price", avro_serialize({**order, "orderId": "inf-" + uuid.uuid4().hex, "price": math.inf}), REASON_INVALID),
@@ -49,7 +49,7 @@ class ForeignBatch:
 
 def write_foreign_orders(bootstrap: str, topic: str, count: int, rng: random.Random, poison_rounds: int = 1) -> ForeignBatch:
     """Write ``count`` valid orders and the poison corpus, mixed, with odd keys and headers."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024})
     batch = ForeignBatch()
     records: list[tuple[Optional[bytes], Optional[bytes], list]] = []
     for _ in range(count):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
@@ -12,7 +13,7 @@ from pipeline.headers import (
     DLQ_REASON, ERROR, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REPLAYED_AT, RETRY_COUNT, RETRY_DUE,
 )
 from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json, wait_until
-from tests.pipeline_expectations import expected_outcome, write_foreign_orders
+from tests.pipeline_expectations import expected_outcome, float32, write_foreign_orders
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +101,25 @@ def test_dlq_consumer_shows_and_replays_dead_letters(runner: ScriptRunner, topic
     assert len(again) == 1 and again[0].header(RETRY_COUNT) == "1" and "negative" in again[0].header(ERROR)
     assert main.stop() == 0
     assert read_json(summary_path)["processed"] == 20
+
+
+def test_state_survives_kill_9_and_stats_reads_it(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
+    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    batch = write_foreign_orders(bootstrap, topics.orders, 500, random.Random(4), poison_rounds=0)
+    summary_path = tmp_path / "summary.json"
+    first = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
+    runner.wait_until(lambda: (read_json(summary_path) or {}).get("processed") == 500, 60, what="500 orders processed")
+    runner.wait_until(lambda: "500 orders processed" in runner.run("consumer.stats").stdout, 30, what="the checkpoint")
+    first.kill()
+    summary_path.unlink()
+    second = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
+    runner.wait_until(lambda: "Assigned" in second.output(), 60, what="the restarted consumer's assignment")
+    runner.wait_until(lambda: (read_json(summary_path) or {}).get("processed") == 500, 30, what="the restored summary")
+    assert second.stop() == 0
+    expected = sum(float32(o["price"]) for o in batch.valid) / 500
+    summary = read_json(summary_path)
+    assert summary["processed"] == 500 and math.isclose(summary["average"], expected, rel_tol=1e-9)
+    figures = json.loads(runner.run("consumer.stats", "--json").stdout)
+    assert figures["processed"] == 500 and math.isclose(figures["average"], expected, rel_tol=1e-9)
+    assert sum(p["processed"] for p in figures["partitions"].values()) == 500
+    assert "Processed order" not in second.output(), "a record was applied twice after the restart"

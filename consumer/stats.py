@@ -1,0 +1,78 @@
+"""Print the global running average and per-partition counts from the main consumers' checkpoints.
+
+Run: ``python -m consumer.stats [--json]``. It reads the stats topic only, so
+it works whether zero, one or several main consumers are running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+from pipeline.checkpoints import Checkpoint, CheckpointStore
+from pipeline.cli import run
+from pipeline.clients import Clients
+from pipeline.config import ClientSettings, add_connection_args, add_stats_topic_arg, env
+from pipeline.logs import setup_logging
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m consumer.stats", description=__doc__.split("\n")[0])
+    parser.add_argument("--group-id", default=env("MAIN_GROUP_ID", "orders-main"), help="the main consumers' group %(default)s")
+    parser.add_argument("--json", action="store_true", help="print one JSON object for tools and tests")
+    add_connection_args(parser)
+    add_stats_topic_arg(parser)
+    args = parser.parse_args(argv)
+    args.log_level = "WARNING" if args.log_level == "INFO" else args.log_level
+    return args
+
+
+def summarize(checkpoints: dict[str, Checkpoint], group: str, orders_topic: str) -> dict[str, object]:
+    """The global figures and, per partition of the orders topic, its checkpoint's."""
+    prefix = f"{group}/{orders_topic}/"
+    partitions: dict[str, dict[str, object]] = {}
+    processed, total = 0, 0.0
+    for key, checkpoint in sorted(checkpoints.items(), key=lambda item: int(item[0].rsplit("/", 1)[1])):
+        if not key.startswith(prefix):
+            continue
+        processed += checkpoint.processed
+        total += checkpoint.sum
+        partitions[key[len(prefix):]] = {
+            "processed": checkpoint.processed,
+            "average": checkpoint.sum / checkpoint.processed if checkpoint.processed else None,
+            "retried": checkpoint.retried,
+            "dead_lettered": checkpoint.dead_lettered,
+            "next_offset": checkpoint.next_offset,
+        }
+    return {"processed": processed, "average": total / processed if processed else None, "partitions": partitions}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    clients = Clients(ClientSettings(args), "orders-stats")
+    admin = clients.admin()
+    if args.stats_topic not in admin.list_topics(timeout=30).topics:
+        checkpoints: dict[str, Checkpoint] = {}
+    else:
+        checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
+    result = summarize(checkpoints, args.group_id, args.orders_topic)
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    average = result["average"]
+    print(f"{args.orders_topic} (group {args.group_id}): {result['processed']} orders processed, running average "
+          f"{'n/a' if average is None else f'{average:.4f}'}")
+    for partition, figures in result["partitions"].items():  # type: ignore[union-attr]
+        avg = figures["average"]
+        print(f"  partition {partition}: processed={figures['processed']} "
+              f"average={'n/a' if avg is None else f'{avg:.4f}'} retried={figures['retried']} "
+              f"dead-lettered={figures['dead_lettered']} next offset={figures['next_offset']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

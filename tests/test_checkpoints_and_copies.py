@@ -1,0 +1,48 @@
+from pipeline.checkpoints import Checkpoint, checkpoint_key, target_name
+from pipeline.copies import CopyLedger
+
+SOURCE = ("orders", 0)
+RETRY0, DLQ0 = ("orders_retry", 0), ("orders_dlq", 0)
+
+
+def test_checkpoint_round_trip_keeps_the_sum_exact():
+    checkpoint = Checkpoint(42, {target_name(*RETRY0): 7}, processed=3, sum=0.1 + 0.2 + 55.123456789, retried=2, dead_lettered=1)
+    assert Checkpoint.decode(checkpoint.encode()) == checkpoint
+
+
+def test_foreign_or_broken_checkpoints_are_ignored():
+    for payload in (None, b"", b"junk", b"[]", b'{"next_offset": -1}', b'{"next_offset": "x"}', b'{"sum": 1}'):
+        assert Checkpoint.decode(payload) is None
+    assert Checkpoint.decode(b'{"next_offset": 5, "future_field": 1}') == Checkpoint(5)
+
+
+def test_checkpoint_key_names_group_topic_and_partition():
+    assert checkpoint_key("orders-main", "orders", 2) == "orders-main/orders/2"
+
+
+def test_scan_starts_after_the_last_copy_when_everything_is_applied():
+    ledger = CopyLedger()
+    ledger.copied(SOURCE, 10, RETRY0, 100)
+    ledger.copied(SOURCE, 11, DLQ0, 7)
+    assert ledger.scan_from(SOURCE, 12, {RETRY0: 50, DLQ0: 0}) == {RETRY0: 101, DLQ0: 8}
+
+
+def test_scan_covers_copies_of_sources_not_yet_applied():
+    ledger = CopyLedger()
+    ledger.copied(SOURCE, 10, RETRY0, 100)
+    ledger.copied(SOURCE, 15, RETRY0, 104)  # fired out of order, beyond the position
+    ledger.copied(SOURCE, 11, RETRY0, 105)
+    assert ledger.scan_from(SOURCE, 12, {RETRY0: 0}) == {RETRY0: 104}
+    assert ledger.scan_from(SOURCE, 16, {RETRY0: 0}) == {RETRY0: 106}
+
+
+def test_base_bounds_targets_this_instance_never_wrote():
+    ledger = CopyLedger()
+    assert ledger.scan_from(SOURCE, 0, {RETRY0: 33}) == {RETRY0: 33}
+
+
+def test_a_copy_with_unknown_offset_lies_after_the_last_known():
+    ledger = CopyLedger()
+    ledger.copied(SOURCE, 1, RETRY0, 9)
+    ledger.copied(SOURCE, 2, RETRY0, None)
+    assert ledger.scan_from(SOURCE, 2, {}) == {RETRY0: 10}
