@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.processing import PROCESSED, RETRY, Verdict, evaluate
+from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.checkpoints import Checkpoint, CheckpointStore
 from pipeline.cli import run
@@ -61,6 +63,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
+    metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
 
 
@@ -102,7 +105,10 @@ class MainConsumer:
         self.partitions: dict[tuple[str, int], PartitionStats] = {}
         self.owned = PartitionStats()
         self.routed_before: dict[tuple[str, int], dict[int, tuple[str, int, int]]] = {}
-        self.others: dict[str, Checkpoint] = {}
+        self.processed_here = 0
+        self.routing_counts: Counter[tuple[str, ...]] = Counter()
+        self._published: Counter[tuple[str, ...]] = Counter()
+        self._processed_sync = metrics.CounterSync(metrics.PROCESSED)
         self._window_processed = 0
         self.events = EventLog(log, self._summary_line)
 
@@ -190,6 +196,7 @@ class MainConsumer:
     def _processed(self, msg: Message, verdict: Verdict) -> None:
         assert verdict.order is not None
         self._count(msg, processed_price=verdict.order.price)
+        self.processed_here += 1
         self.tracker.complete((msg.topic(), msg.partition()), msg.offset())
         self.events.event(
             "Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d orders",
@@ -201,6 +208,7 @@ class MainConsumer:
         delay_s = self.backoff.delay_s(verdict.attempt)
         self.router.send_back_to_retry(msg, verdict.failure, verdict.attempt, now_ms() + int(delay_s * 1000) + 1)
         self._count(msg, retried=1)
+        self.routing_counts[("retry", verdict.failure.stage, verdict.failure.error_class)] += 1
         self.events.event(
             "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
             verdict.order.order_id, verdict.attempt, verdict.failure.error_message, self.args.retry_topic, delay_s,
@@ -210,11 +218,57 @@ class MainConsumer:
         assert verdict.failure is not None and verdict.dlq_reason is not None
         self.router.send_to_dlq(msg, verdict.failure, verdict.attempt, verdict.dlq_reason)
         self._count(msg, dead=1)
+        self.routing_counts[("dlq", verdict.dlq_reason)] += 1
         self.events.event(
             "Dead-lettering %s[%d]@%d key=%s -> %s: %s",
             msg.topic(), msg.partition(), msg.offset(), key_text(msg), self.args.dlq_topic, verdict.failure.reason,
             level=logging.WARNING,
         )
+
+
+    def publish_metrics(self, consumer: Consumer, totals: PartitionStats) -> None:
+        """Counts since the last tick, the global average, and lag per owned partition."""
+        self._processed_sync.publish(self.processed_here)
+        for labels, count in self.routing_counts.items():
+            delta = count - self._published[labels]
+            if delta:
+                if labels[0] == "retry":
+                    metrics.ROUTED_TO_RETRY.labels(stage=labels[1], error_class=labels[2]).inc(delta)
+                else:
+                    metrics.DEAD_LETTERED.labels(reason=labels[1]).inc(delta)
+                self._published[labels] = count
+        metrics.RUNNING_COUNT.set(totals.processed)
+        if totals.average is not None:
+            metrics.RUNNING_AVERAGE.set(totals.average)
+        publish_lag(consumer, list(self.partitions))
+
+    def observe_batch(self, msgs: list[Message], started: float) -> None:
+        """Processing time per record (the batch's mean) and end-to-end latency of a sample."""
+        if not msgs:
+            return
+        finished = time.monotonic()
+        metrics.PROCESSING_SECONDS.observe((finished - started) / len(msgs))
+        now = time.time()
+        for msg in msgs[:: max(1, len(msgs) // metrics.SAMPLES_PER_BATCH)]:
+            timestamp_type, timestamp = msg.timestamp()
+            if timestamp_type and timestamp > 0:
+                metrics.END_TO_END_SECONDS.observe(max(0.0, now - timestamp / 1000))
+
+
+def publish_lag(consumer: Consumer, partitions: list[tuple[str, int]]) -> None:
+    """Lag from the high watermark of the last fetch (correct on every broker) and the position."""
+    if not partitions:
+        return
+    try:
+        positions = consumer.position([TopicPartition(topic, partition) for topic, partition in partitions])
+    except KafkaException:
+        return
+    for tp in positions:
+        if tp.offset < 0:
+            continue
+        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high >= 0:
+            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - tp.offset))
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -253,19 +307,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         "Consuming %s as group %s (fail rate %g, fail product %s); state in %s",
         args.orders_topic, args.group_id, args.fail_rate, args.fail_product or "none", args.stats_topic,
     )
+    metrics.serve(args.metrics_port, args.metrics_addr)
     last_summary = time.monotonic()
     try:
         while not stop.requested:
-            for msg in consumer.consume(args.batch_size, timeout=0.5):
+            msgs = consumer.consume(args.batch_size, timeout=0.5)
+            started = time.monotonic()
+            for msg in msgs:
                 error = msg.error()
                 if error is None:
                     state.handle(msg)
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", error.str())
+            state.observe_batch(msgs, started)
             producer.poll(0)
             worker.checkpoint_if_due()
             if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
-                write_summary(args.summary_file, state.global_stats(worker.known, args.group_id))
+                totals = state.global_stats(worker.known, args.group_id)
+                write_summary(args.summary_file, totals)
+                state.publish_metrics(consumer, totals)
                 last_summary = time.monotonic()
             state.events.tick()
     finally:

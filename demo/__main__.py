@@ -36,6 +36,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--invalid-rate", type=float, default=0.05, help="share of poison records %(default)s")
     parser.add_argument("--fail-rate", type=float, default=0.1, help="simulated transient failures %(default)s")
     parser.add_argument("--fail-product", default="Item3", help="product that always fails %(default)s")
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(env("DEMO_METRICS_PORT", "9101")),
+        help="first of four Prometheus ports: producer, main, retry, dlq (env DEMO_METRICS_PORT) %(default)s; 0 = off",
+    )
+    parser.add_argument("--metrics-addr", default=env("METRICS_ADDR", "127.0.0.1"),
+                        help="(env METRICS_ADDR) %(default)s; 0.0.0.0 lets Prometheus in Docker scrape them")
     parser.add_argument("--state-dir", default=str(ROOT / ".demo"), help="summary file and broker log %(default)s")
     return parser.parse_args(argv)
 
@@ -83,20 +89,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     python = sys.executable
+    scripts = [
+        ("dlq", "dlq.dlq_consumer", []),
+        ("retry", "retry.retry_consumer", []),
+        ("main", "consumer.main_consumer", ["--fail-rate", str(args.fail_rate), "--fail-product", args.fail_product,
+                                            "--summary-file", str(summary_file)]),
+        ("producer", "producer.producer", ["--rate", str(args.rate), "--invalid-rate", str(args.invalid_rate)]),
+    ]
+    metrics_ports = {"producer": 0, "main": 1, "retry": 2, "dlq": 3}
     group = ProcessGroup()
-    group.start("dlq", [python, "-m", "dlq.dlq_consumer"], child_env)
-    group.start("retry", [python, "-m", "retry.retry_consumer"], child_env)
-    group.start(
-        "main",
-        [python, "-m", "consumer.main_consumer", "--fail-rate", str(args.fail_rate), "--fail-product",
-         args.fail_product, "--summary-file", str(summary_file)],
-        child_env,
-    )
-    group.start(
-        "producer",
-        [python, "-m", "producer.producer", "--rate", str(args.rate), "--invalid-rate", str(args.invalid_rate)],
-        child_env,
-    )
+    for name, module, extra in scripts:
+        if args.metrics_port:
+            extra = [*extra, "--metrics-port", str(args.metrics_port + metrics_ports[name]), "--metrics-addr", args.metrics_addr]
+        group.start(name, [python, "-m", module, *extra], child_env)
+    if args.metrics_port:
+        log.info("Prometheus metrics: %s", ", ".join(
+            f"{name} http://{args.metrics_addr}:{args.metrics_port + offset}/metrics" for name, offset in metrics_ports.items()))
+    log.info("Live view: python -m dashboard (in another terminal)")
     log.info("Pipeline running; main consumer state in %s. Ctrl+C stops everything.", summary_file)
     exit_code = 0
     while not stopping:

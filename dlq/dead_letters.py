@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 
 from avro_utils import AvroDecodeError, avro_deserialize
 from pipeline.headers import (
-    DLQ_REASON, ERROR, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REPLAYED_AT, HeaderValue,
+    DLQ_REASON, ERROR, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REASON_EXHAUSTED, REASON_INVALID, REASON_TOO_LARGE,
+    REASON_UNDECODABLE, REPLAYED_AT, HeaderValue,
     get_retry_count, header_int, header_text, origin_of,
 )
 
@@ -87,6 +88,15 @@ def describe_dead_letter(
         first_failure=format_time_ms(header_int(headers, FIRST_FAILURE)),
         last_failure=format_time_ms(header_int(headers, LAST_FAILURE)),
     )
+
+
+KNOWN_REASONS = (REASON_UNDECODABLE, REASON_INVALID, REASON_EXHAUSTED, REASON_TOO_LARGE)
+
+
+def dlq_reason(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> str:
+    """The DLQ reason as a metric label: one of ours, else "other" (labels must stay few)."""
+    reason = header_text(headers, DLQ_REASON)
+    return reason if reason in KNOWN_REASONS else "other"
 
 
 def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contains: Optional[str]) -> bool:

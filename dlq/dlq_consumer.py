@@ -14,7 +14,8 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from dlq.dead_letters import describe_dead_letter, matches
+from dlq.dead_letters import describe_dead_letter, dlq_reason, matches
+from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
 from pipeline.config import ClientSettings, add_connection_args, env
@@ -38,6 +39,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--reason-contains", metavar="TEXT", help="with --replay: only dead letters whose reason or error contains TEXT")
     parser.add_argument("--dry-run", action="store_true", help="with --replay: show what would be replayed, send nothing")
     add_connection_args(parser)
+    metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
     if (args.reason_contains or args.dry_run) and not args.replay:
         parser.error("--reason-contains and --dry-run go with --replay")
@@ -76,6 +78,7 @@ def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 continue
             log.warning("%s", show(msg))
             shown += 1
+            metrics.DEAD_LETTERS_SHOWN.labels(reason=dlq_reason(msg.headers())).inc()
             consumer.store_offsets(message=msg)
     finally:
         consumer.close()
@@ -120,6 +123,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 headers = replay_headers(msg.headers(), now_ms())
                 produce_patiently(producer, args.orders_topic, key=msg.key(), value=msg.value(), headers=headers)
                 producer.poll(0)
+                metrics.REPLAYED.inc()
     finally:
         consumer.close()
     undelivered = producer.flush(30) if producer is not None else 0
@@ -136,6 +140,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging(args.log_level)
     clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
+    metrics.serve(args.metrics_port, args.metrics_addr)
     topics = [args.dlq_topic, args.orders_topic] if args.replay else [args.dlq_topic]
     if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
         return 0

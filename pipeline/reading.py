@@ -22,13 +22,17 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 120.0
 
 
-def partitions_of(clients: Clients, topics: list[str]) -> list[tuple[str, int]]:
+def partitions_of(
+    clients: Clients, topics: list[str], missing_ok: bool = False, timeout_s: float = 30.0
+) -> list[tuple[str, int]]:
     """Every (topic, partition) of ``topics``, from the broker's metadata."""
     admin = clients.admin()
-    metadata = admin.list_topics(timeout=30)
+    metadata = admin.list_topics(timeout=timeout_s)
     found = []
     for topic in topics:
         if topic not in metadata.topics:
+            if missing_ok:
+                continue
             raise PipelineError(f"topic {topic} does not exist")
         found += [(topic, partition) for partition in sorted(metadata.topics[topic].partitions)]
     return found

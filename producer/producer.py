@@ -12,13 +12,14 @@ import argparse
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Optional
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from avro_utils import avro_serialize
+from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
 from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float, probability
@@ -32,6 +33,7 @@ log = logging.getLogger("producer")
 PRODUCER_DEFAULTS = {"linger.ms": 5, "compression.type": "lz4", "batch.size": 1_000_000}
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 FLUSH_TIMEOUT_S = 30.0
+METRICS_INTERVAL_S = 0.5
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -48,6 +50,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--client-id", default=env("PRODUCER_CLIENT_ID", "orders-producer"), help="%(default)s")
     add_connection_args(parser)
+    metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 0:
         parser.error("--count must be >= 0")
@@ -60,6 +63,15 @@ class DeliveryStats:
     delivered: int = 0
     failed: int = 0
     poison: int = 0
+    _syncs: tuple[metrics.CounterSync, ...] = field(
+        default_factory=lambda: tuple(metrics.CounterSync(c) for c in (metrics.PRODUCED, metrics.DELIVERED, metrics.DELIVERY_FAILED)),
+        repr=False,
+    )
+
+    def publish(self) -> None:
+        self._syncs[0].publish(self.sent)
+        self._syncs[1].publish(self.delivered)
+        self._syncs[2].publish(self.failed)
 
     def line(self) -> str:
         return f"sent={self.sent} delivered={self.delivered} failed={self.failed} (poison records: {self.poison})"
@@ -123,7 +135,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "Producing to %s at %s (bootstrap %s)",
         args.orders_topic, f"{args.rate:g} orders/s" if interval else "full speed", settings.bootstrap_servers,
     )
-    next_send = time.monotonic()
+    metrics.serve(args.metrics_port, args.metrics_addr)
+    next_send = last_publish = time.monotonic()
     while not stop.requested and (args.count is None or stats.sent < args.count):
         if interval:
             wait = next_send - time.monotonic()
@@ -133,10 +146,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             next_send = max(next_send + interval, time.monotonic() - 1.0)  # no burst after a stall
         sender.send_one(rng, args.invalid_rate)
         events.tick()
+        if time.monotonic() - last_publish >= METRICS_INTERVAL_S:
+            stats.publish()
+            last_publish = time.monotonic()
     log.info("Flushing %d pending record(s)", len(producer))
     remaining = producer.flush(FLUSH_TIMEOUT_S)
     if remaining:
         log.error("%d record(s) not delivered within %.0f s", remaining, FLUSH_TIMEOUT_S)
+    stats.publish()
     log.info("Producer stopped: %s, undelivered=%d", stats.line(), remaining)
     return 0 if stats.failed == 0 and remaining == 0 else 1
 

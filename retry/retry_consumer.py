@@ -18,6 +18,7 @@ from typing import Optional
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
@@ -57,6 +58,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
+    metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
     if args.max_retries < 0:
         parser.error("--max-retries must be >= 0")
@@ -148,6 +150,7 @@ class RetryConsumer:
             failure = exhausted_failure(msg, retry_count)
             self.router.send_to_dlq(msg, failure, retry_count, REASON_EXHAUSTED)
             self._count(partition, to_dlq=True)
+            metrics.DEAD_LETTERED.labels(reason=REASON_EXHAUSTED).inc()
             self.events.event("Dead-lettering key=%s: %s", key_text(msg), failure.reason, level=logging.WARNING)
             return
         timestamp_type, timestamp = msg.timestamp()
@@ -175,6 +178,8 @@ class RetryConsumer:
             self._count((msg.topic(), msg.partition()), to_dlq=False)
             lateness = current - due
             self.max_lateness_ms = max(self.max_lateness_ms, lateness)
+            metrics.REDRIVEN.inc()
+            metrics.RETRY_LATENESS_SECONDS.observe(lateness / 1000)
             self.events.event(
                 "Re-driving key=%s to %s for attempt %d (%d ms after due)",
                 key_text(msg), self.args.orders_topic, get_retry_count(msg.headers()) + 1, lateness,
@@ -211,6 +216,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
     state = RetryConsumer(args, consumer, router, worker.tracker)
     worker.subscribe([args.retry_topic], state)
+    metrics.serve(args.metrics_port, args.metrics_addr)
     log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
     try:
         while not stop.requested:
@@ -223,6 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             state.fire_due()
             producer.poll(0)
             worker.checkpoint_if_due()
+            metrics.RETRY_WAITING.set(len(state.schedule))
             state.events.tick()
     finally:
         log.info("Shutting down: %d waiting record(s) stay in %s for the next run", len(state.schedule), args.retry_topic)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devbroker import free_port, port_open
-from tests.kafka_helpers import ROOT, read_json, wait_until
+from tests.kafka_helpers import ROOT, read_json, scrape, wait_until
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) is not installed")
@@ -22,6 +23,19 @@ def test_compose_file_is_valid_and_binds_only_to_loopback():
     published = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("- ") and ":" in line and "/tcp" in line]
     assert published, result.stdout
     assert all(line.startswith("- 127.0.0.1:") for line in published), published
+
+
+def _free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    while True:
+        base = free_port()
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
 
 
 def _descendants(pid: int) -> set[int]:
@@ -60,9 +74,11 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
     log_path = tmp_path / "demo.log"
+    metrics_base = _free_port_run(4)
     with log_path.open("w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path)],
+            [sys.executable, "-m", "demo", "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path),
+             "--metrics-port", str(metrics_base)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:
@@ -72,6 +88,10 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
             wait_until(lambda: "Dead letter " in output() and "retries exhausted" in output(), 90,
                        what="dead letters shown by the DLQ consumer")
             assert (read_json(tmp_path / "summary.json") or {}).get("processed", 0) > 0
+            main_metrics = metrics_base + 1
+            first = scrape(main_metrics)["orders_processed_total"]
+            wait_until(lambda: scrape(main_metrics)["orders_processed_total"] > first, 30, what="the processed counter to rise")
+            assert f"http://127.0.0.1:{main_metrics}/metrics" in output()
             family = _descendants(demo.pid)
             assert len(family) >= 5  # four scripts and the broker
             demo.send_signal(signal.SIGINT)

@@ -1,0 +1,1 @@
+"""A live view of the pipeline, read from Kafka alone: ``python -m dashboard``."""
