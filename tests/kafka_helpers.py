@@ -46,7 +46,13 @@ class Topics:
         return cls(f"orders_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}", f"orders_stats_{suffix}")
 
     def env(self) -> dict[str, str]:
-        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats}
+        """Topics and consumer groups of one test, shared by nothing else."""
+        suffix = self.orders.rsplit("_", 1)[1]
+        return {
+            "ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats,
+            "MAIN_GROUP_ID": f"orders-main-{suffix}", "RETRY_GROUP_ID": f"orders-retry-{suffix}",
+            "DLQ_GROUP_ID": f"orders-dlq-{suffix}",
+        }
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
@@ -104,7 +110,7 @@ class ScriptRunner:
         self.scripts: list[Script] = []
 
     def env(self, overrides: Optional[dict[str, str]] = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_", "STATS_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_", "STATS_", "MAIN_GROUP", "METRICS_"))}
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,

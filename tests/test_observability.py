@@ -67,7 +67,7 @@ def test_metrics_and_dashboard_agree_with_the_summary(runner: ScriptRunner, topi
     assert math.isclose(snapshot["average"], summary["average"], rel_tol=1e-9)
     assert snapshot["dlq_total"] == len(read_all(bootstrap, topics.dlq))
     assert set(snapshot["dlq_by_reason"]) >= {"undecodable", "invalid order", "retries exhausted"}
-    assert all(lag == 0 for lag in snapshot["lag"]["orders-main"].values())
+    assert all(lag == 0 for lag in snapshot["lag"][runner.env()["MAIN_GROUP_ID"]].values())
     text = runner.run("dashboard", "--once", "--interval", "0.5").stdout
     assert f"DLQ total: {snapshot['dlq_total']}" in text and "Running average:" in text and "Lag:" in text
 
@@ -80,7 +80,7 @@ def test_live_view_renders_in_a_terminal_and_survives_a_missing_broker(runner: S
     session = f"dash-{free_port()}"
     dead_port = free_port()
     env = runner.env()
-    exports = " ".join(f"{k}='{v}'" for k, v in env.items() if k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_", "STATS_")))
+    exports = " ".join(f"{k}='{v}'" for k, v in env.items() if k.startswith(("KAFKA_", "ORDERS_", "RETRY_", "DLQ_", "STATS_", "MAIN_")))
     try:
         for name, bootstrap_servers in ((session, bootstrap), (session + "-down", f"127.0.0.1:{dead_port}")):
             subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50",
