@@ -37,15 +37,28 @@ class EventLog:
         self._suppressed = 0
         self._last_summary = self._window_start
 
-    def event(self, message: str, *args: object, level: int = logging.INFO) -> None:
+    def wants_line(self) -> bool:
+        """Whether the next event gets its own line (then write it with :meth:`line`); if not, it is counted.
+
+        Lets the hot path skip building a line's arguments at high rates.
+        """
         now = time.monotonic()
         if now - self._window_start >= 1.0:
             self._window_start, self._lines_in_window = now, 0
         if self._lines_in_window < self._max_lines:
             self._lines_in_window += 1
+            return True
+        self._suppressed += 1
+        return False
+
+    def line(self, message: str, *args: object, level: int = logging.INFO) -> None:
+        """Write an event line that :meth:`wants_line` admitted."""
+        self._logger.log(level, message, *args)
+
+    def event(self, message: str, *args: object, level: int = logging.INFO) -> None:
+        """Log one event line if the budget allows."""
+        if self.wants_line():
             self._logger.log(level, message, *args)
-        else:
-            self._suppressed += 1
 
     def tick(self, force: bool = False) -> None:
         """Write the summary if lines were suppressed and the interval passed (or ``force``)."""

@@ -23,6 +23,19 @@ class OffsetTracker:
         """Register a consumed record, in consumption order."""
         self._in_flight.setdefault(partition, deque()).append(offset)
 
+    def done_at_once(self, partition: Partition, offset: int) -> None:
+        """A record consumed and done in one step (processed): the hot path.
+
+        With nothing open before it, it only moves the position; otherwise it
+        waits in line behind the open records like any other.
+        """
+        in_flight = self._in_flight.get(partition)
+        if in_flight:
+            in_flight.append(offset)
+            self.complete(partition, offset)
+        else:
+            self._next[partition] = offset + 1
+
     def complete(self, partition: Partition, offset: int) -> None:
         """Mark a record done; advances the commit position if it was the oldest open one."""
         in_flight = self._in_flight.get(partition)

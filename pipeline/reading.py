@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Callable, Iterator, Optional
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.clients import Clients
 from pipeline.errors import PipelineError
@@ -77,3 +77,15 @@ def read_to_end(
                     log.warning("While reading %s[%d]: %s", msg.topic(), msg.partition(), error.str())
     finally:
         consumer.close()
+
+
+def next_batch(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+    """Up to ``max_records`` records: wait for the first, then take what is already fetched.
+
+    ``consume(n, timeout)`` alone waits until it has n records or the timeout
+    passes, which at demo rates adds the whole timeout to every record's latency.
+    """
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_records - 1, timeout=0)] if max_records > 1 else [first]

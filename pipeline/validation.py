@@ -19,6 +19,17 @@ def validate_order(record: dict[str, Any]) -> Order:
     order_id = record.get("orderId")
     product = record.get("product")
     price = record.get("price")
+    if (
+        type(order_id) is str and order_id and not order_id.isspace()
+        and type(product) is str and product and not product.isspace()
+        and type(price) is float and 0.0 <= price < math.inf
+    ):
+        return Order(order_id, product, price)  # the common case, checked in one expression
+    return _reject(order_id, product, price)
+
+
+def _reject(order_id: Any, product: Any, price: Any) -> Order:
+    """The slow path: say exactly which rule the order breaks (or accept an int price)."""
     if not isinstance(order_id, str) or not order_id.strip():
         raise ValidationError("orderId is empty")
     if not isinstance(product, str) or not product.strip():

@@ -13,12 +13,11 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Optional
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from avro_utils import avro_serialize
+from avro_utils import AvroDecodeError, avro_deserialize, avro_serialize
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
@@ -80,36 +79,48 @@ class DeliveryStats:
 class OrderProducer:
     """Sends orders and poison records; counts deliveries through the delivery report."""
 
+    POLL_EVERY = 100  # records between polls for delivery reports at full speed
+
     def __init__(self, producer: Producer, topic: str, events: EventLog, stats: DeliveryStats) -> None:
         self.producer = producer
         self.topic = topic
         self.events = events
         self.stats = stats
 
-    def delivery_report(self, description: str, err: Optional[KafkaError], msg: Message) -> None:
+    def delivery_report(self, err: Optional[KafkaError], msg: Message) -> None:
         if err is not None:
             self.stats.failed += 1
-            log.error("Delivery failed for %s: %s", description, err.str())
+            log.error("Delivery failed for %s: %s", describe(msg.key(), msg.value()), err.str())
             return
         self.stats.delivered += 1
-        self.events.event("Produced %s -> %s[%d]@%s", description, msg.topic(), msg.partition(), msg.offset())
+        if self.events.wants_line():
+            self.events.line("Produced %s -> %s[%d]@%s", describe(msg.key(), msg.value()), msg.topic(), msg.partition(),
+                             msg.offset())
 
-    def send(self, key: bytes, value: bytes, description: str) -> None:
+    def send(self, key: bytes, value: bytes) -> None:
         """Produce one record, serving delivery reports while the local queue is full."""
-        report = partial(self.delivery_report, description)
-        produce_patiently(self.producer, self.topic, key=key, value=value, on_delivery=report)
+        produce_patiently(self.producer, self.topic, key=key, value=value, on_delivery=self.delivery_report)
         self.stats.sent += 1
-        self.producer.poll(0)
+        if self.stats.sent % self.POLL_EVERY == 0:
+            self.producer.poll(0)
 
     def send_one(self, rng: random.Random, invalid_rate: float) -> None:
         if invalid_rate and rng.random() < invalid_rate:
             poison = poison_record(rng)
             self.stats.poison += 1
-            self.send(poison.key, poison.value, f"poison record ({poison.kind}) key={poison.key.decode()}")
+            self.send(poison.key, poison.value)
             return
         order = random_order(rng)
-        description = f"order {order['orderId']} | {order['product']} | price={order['price']:.2f}"
-        self.send(order["orderId"].encode(), avro_serialize(order), description)
+        self.send(order["orderId"].encode(), avro_serialize(order))
+
+
+def describe(key: Optional[bytes], value: Optional[bytes]) -> str:
+    """A delivered record as a person reads it; only called when a line is written."""
+    try:
+        order = avro_deserialize(value)  # type: ignore[arg-type]
+    except AvroDecodeError:
+        return f"poison record key={(key or b'').decode('utf-8', 'replace')}"
+    return f"order {order['orderId']} | {order['product']} | price={order['price']:.2f}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -145,10 +156,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 continue
             next_send = max(next_send + interval, time.monotonic() - 1.0)  # no burst after a stall
         sender.send_one(rng, args.invalid_rate)
-        events.tick()
-        if time.monotonic() - last_publish >= METRICS_INTERVAL_S:
-            stats.publish()
-            last_publish = time.monotonic()
+        if interval or stats.sent % OrderProducer.POLL_EVERY == 0:
+            events.tick()
+            if time.monotonic() - last_publish >= METRICS_INTERVAL_S:
+                stats.publish()
+                last_publish = time.monotonic()
     log.info("Flushing %d pending record(s)", len(producer))
     remaining = producer.flush(FLUSH_TIMEOUT_S)
     if remaining:

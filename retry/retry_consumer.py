@@ -28,6 +28,7 @@ from pipeline.headers import (
 )
 from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
+from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.checkpointed import CheckpointedConsumer
@@ -220,7 +221,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
     try:
         while not stop.requested:
-            for msg in consumer.consume(args.batch_size, timeout=state.poll_timeout_s()):
+            for msg in next_batch(consumer, args.batch_size, state.poll_timeout_s()):
                 error = msg.error()
                 if error is None:
                     state.handle(msg)

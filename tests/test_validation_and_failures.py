@@ -52,6 +52,12 @@ def test_failure_schedule_is_deterministic_and_near_the_rate():
     assert attempt_draw("order-1", 1, seed=3) != attempt_draw("order-1", 1, seed=4)
 
 
+def test_attempts_of_one_order_fail_independently():
+    ids = [f"{i:08d}-aaaa-bbbb-cccc-000000000000" for i in range(40000)]
+    both = sum(attempt_draw(i, 1, 0) < 0.1 and attempt_draw(i, 2, 0) < 0.1 for i in ids) / len(ids)
+    assert 0.007 < both < 0.013  # 0.1 * 0.1
+
+
 def test_fail_product_always_fails_and_rate_zero_never():
     simulator = FailureSimulator(fail_rate=0.0, fail_product="Item3")
     with pytest.raises(TransientProcessingError):
