@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test broker clean
+.PHONY: demo test broker bench clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m demo
@@ -14,6 +14,10 @@ test: $(VENV)/.installed
 
 broker: $(VENV)/.installed
 	$(BIN)/python -m devbroker
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python -m bench --json bench-results.json --plot bench-results.png
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version.split()[0])'

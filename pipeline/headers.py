@@ -151,6 +151,8 @@ class Failure:
 
 
 def _encode(value: object) -> bytes:
+    if type(value) is int:
+        return b"%d" % value
     text = str(value)
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[:MAX_MESSAGE_CHARS] + "…"

@@ -39,7 +39,7 @@ log = logging.getLogger("retry-consumer")
 
 CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
 CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
-PRODUCER_DEFAULTS = {"linger.ms": 0, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
+PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 MAX_POLL_WAIT_S = 0.5
 
@@ -55,7 +55,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         "--max-waiting", type=positive_int, default=env("RETRY_MAX_WAITING", "10000"),
         help="records waiting in memory per partition before it is paused (env RETRY_MAX_WAITING) %(default)s",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "500"), help="%(default)s")
+    parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "5000"), help="%(default)s")
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)

@@ -1,0 +1,271 @@
+"""Measure the pipeline against the client's own limits, in one run on one machine.
+
+Run: ``python -m bench [--orders N] [--json PATH] [--plot PATH]``. It starts
+its own dev broker unless ``--bootstrap-servers`` is given, and prints one
+table: each figure beside the matching limit and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench import limits
+from bench.pipeline_runs import (
+    Topics, drain_rate, produce_retry_records, rate_from_timestamps, read_json_quietly, redrive_lateness, start,
+    timestamps,
+)
+from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
+from devbroker import DevBroker, free_port
+from pipeline.logs import setup_logging
+
+log = logging.getLogger("bench")
+PARTITIONS = 3
+HANDLED = ("processed", "retried", "dead_lettered")
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap-servers", help="measure against this broker instead of a fresh dev broker")
+    parser.add_argument("--orders", type=int, default=1_000_000, help="orders per throughput run %(default)s")
+    parser.add_argument("--retry-records", type=int, default=200_000, help="due records for the re-drive rate %(default)s")
+    parser.add_argument("--lateness-records", type=int, default=20_000, help="records due over 3 s, for lateness %(default)s")
+    parser.add_argument("--latency-rate", type=int, default=2000, help="orders/s of the latency run %(default)s")
+    parser.add_argument("--latency-seconds", type=int, default=30, help="length of the latency run %(default)s")
+    parser.add_argument("--rss-orders", type=int, default=1_000_000, help="orders of the memory run; 0 skips it %(default)s")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw throughput and latency (needs matplotlib)")
+    return parser.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, bootstrap: str, args: argparse.Namespace, workdir: Path) -> None:
+        self.bootstrap = bootstrap
+        self.args = args
+        self.workdir = workdir
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def topics(self, label: str) -> Topics:
+        topics = Topics.fresh(label)
+        futures = self.admin.create_topics(
+            [NewTopic(t, PARTITIONS, 1) for t in (topics.orders, topics.retry, topics.dlq)]
+            + [NewTopic(topics.stats, 1, 1, config={"cleanup.policy": "compact"})]
+        )
+        for future in futures.values():
+            future.result(30)
+        return topics
+
+    def limits(self, records: list[tuple[bytes, bytes]]) -> dict[str, float]:
+        n = len(records)
+        raw = self.topics("raw")
+        figures = {"raw_produce": limits.produce_all(self.bootstrap, raw.orders, records)}
+        log.info("raw produce: %.0f orders/s", figures["raw_produce"])
+        figures["raw_consume_default"] = limits.consume_all(self.bootstrap, raw.orders, PARTITIONS, n, {})
+        figures["raw_consume_tuned"] = limits.consume_all(self.bootstrap, raw.orders, PARTITIONS, n, limits.FAST_CONSUMER)
+        figures["decode_limit_default"] = limits.decode_limit(self.bootstrap, raw.orders, PARTITIONS, n, {})
+        figures["decode_limit"] = limits.decode_limit(self.bootstrap, raw.orders, PARTITIONS, n, limits.FAST_CONSUMER)
+        figures["encode_limit"] = limits.encode_limit(self.bootstrap, self.topics("encode").orders, n)
+        log.info("limits: %s", {k: round(v) for k, v in figures.items()})
+        return figures
+
+    def producer(self, count: int) -> float:
+        topics = self.topics("producer")
+        script = start("producer.producer", self.bootstrap, topics, "--rate", "0", "--count", str(count), log_dir=self.workdir)
+        script.process.wait(600)
+        rate = rate_from_timestamps(timestamps(self.bootstrap, topics.orders, PARTITIONS, count))
+        log.info("our producer: %.0f orders/s", rate)
+        return rate
+
+    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float) -> float:
+        topics = self.topics(f"main{int(fail_rate * 100)}")
+        limits.produce_all(self.bootstrap, topics.orders, records)
+        summary = self.workdir / f"{topics.orders}.json"
+        script = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", str(fail_rate),
+                       "--summary-file", str(summary), log_dir=self.workdir)
+        try:
+            rate = drain_rate(summary, len(records), HANDLED)
+        finally:
+            script.stop()
+        log.info("main consumer at fail rate %g: %.0f orders/s", fail_rate, rate)
+        return rate
+
+    def retry_rate(self, records: list[tuple[bytes, bytes]]) -> float:
+        topics = self.topics("retry")
+        now = int(time.time() * 1000)
+        produce_retry_records(self.bootstrap, topics.retry, records, [now - 1000] * len(records))
+        script = start("retry.retry_consumer", self.bootstrap, topics, log_dir=self.workdir)
+        try:
+            rate = rate_from_timestamps(timestamps(self.bootstrap, topics.orders, PARTITIONS, len(records)))
+        finally:
+            script.stop()
+        log.info("retry consumer: %.0f records/s re-driven", rate)
+        return rate
+
+    def retry_lateness(self, records: list[tuple[bytes, bytes]]) -> list[int]:
+        topics = self.topics("lateness")
+        script = start("retry.retry_consumer", self.bootstrap, topics, log_dir=self.workdir)
+        script.wait_for_assignment()  # so that no record is late for want of a consumer
+        rng = random.Random(3)
+        start_ms = int(time.time() * 1000) + 1000
+        # Due times within the longest default backoff (4 s), as the main consumer stamps them.
+        produce_retry_records(self.bootstrap, topics.retry, records,
+                              [start_ms + rng.randrange(3_000) for _ in records])
+        try:
+            lateness = redrive_lateness(self.bootstrap, topics.orders, PARTITIONS, len(records))
+        finally:
+            script.stop()
+        log.info("retry lateness: p50 %s ms, p99 %s ms, max %s ms", percentile(lateness, 0.5),
+                 percentile(lateness, 0.99), max(lateness))
+        return lateness
+
+    def end_to_end(self) -> dict[float, float]:
+        topics = self.topics("latency")
+        summary = self.workdir / f"{topics.orders}.json"
+        port = free_port()
+        main = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", "0", "--summary-file",
+                     str(summary), "--metrics-port", str(port), log_dir=self.workdir)
+        count = self.args.latency_rate * self.args.latency_seconds
+        try:
+            main.wait_for_assignment()
+            producer = start("producer.producer", self.bootstrap, topics, "--rate", str(self.args.latency_rate),
+                             "--count", str(count), log_dir=self.workdir)
+            producer.process.wait(self.args.latency_seconds + 120)
+            deadline = time.monotonic() + 60
+            while metric(port, "orders_processed_total") < count and time.monotonic() < deadline:
+                time.sleep(0.2)  # poll until every order is processed and published
+            return latency_buckets(port)
+        finally:
+            main.stop()
+
+    def memory(self, count: int) -> dict[str, float]:
+        topics = self.topics("rss")
+        summary = self.workdir / f"{topics.orders}.json"
+        scripts = [
+            start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", "0.1", "--summary-file", str(summary),
+                  log_dir=self.workdir),
+            start("retry.retry_consumer", self.bootstrap, topics, "--backoff-base", "0.2", "--backoff-max", "0.8",
+                  log_dir=self.workdir),
+            start("dlq.dlq_consumer", self.bootstrap, topics, log_dir=self.workdir),
+            start("producer.producer", self.bootstrap, topics, "--rate", "0", "--count", str(count), log_dir=self.workdir),
+        ]
+        try:
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                processed = (read_json_quietly(summary) or {}).get("processed") or 0
+                progress = processed / count
+                for script in scripts:
+                    script.sample_rss(progress)
+                if processed >= count * 0.89:  # about 10 % end in the DLQ or wait for a retry
+                    break
+                time.sleep(0.5)  # poll: one memory sample every half second
+        finally:
+            for script in scripts:
+                script.stop()
+        result = {}
+        for script in scripts:
+            warm = [rss for progress, rss in script.rss_samples if 0.2 <= progress <= 0.3]
+            end = [rss for progress, rss in script.rss_samples if progress >= 0.8]
+            growth = (max(end) - max(warm)) if warm and end else float("nan")
+            log.info("%s: peak RSS %.0f MB, growth after warm-up %.1f MB", script.name, script.peak_rss_mb, growth)
+            result[script.name] = script.peak_rss_mb
+            result[script.name + ".growth"] = growth
+        return result
+
+
+def metric(port: int, name: str) -> float:
+    """One unlabelled sample of a metrics endpoint (0 if absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def latency_buckets(port: int) -> dict[float, float]:
+    """Cumulative counts of the main consumer's end-to-end latency histogram, by upper bound (s)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("orders_end_to_end_latency_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging("INFO")
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        if args.bootstrap_servers:
+            return run(args.bootstrap_servers, args, Path(workdir))
+        with (Path(workdir) / "tansu.log").open("wb") as broker_log, DevBroker(free_port(), output=broker_log) as broker:
+            return run(broker.bootstrap_servers, args, Path(workdir))
+
+
+def run(bootstrap: str, args: argparse.Namespace, workdir: Path) -> int:
+    bench = Bench(bootstrap, args, workdir)
+    records = limits.encoded_orders(args.orders)
+    found = bench.limits(records)
+    results: dict[str, Any] = {}
+
+    def add(key: str, figure: Figure) -> None:
+        results[key] = figure
+
+    for key in ("raw_produce", "raw_consume_default", "raw_consume_tuned", "decode_limit_default", "decode_limit", "encode_limit"):
+        add(key, Figure(found[key], "orders/s"))
+    add("producer", Figure(p := bench.producer(args.orders), "orders/s", ratio(p, found["encode_limit"]), "encode_limit", ">= 0.85"))
+    add("main_consumer_fail0", Figure(m0 := bench.main_consumer(records, 0.0), "orders/s", ratio(m0, found["decode_limit"]),
+                                      "decode_limit", ">= 0.85"))
+    add("main_consumer_fail10", Figure(m10 := bench.main_consumer(records, 0.1), "orders/s", ratio(m10, found["decode_limit"]),
+                                       "decode_limit", ">= 0.6"))
+    retry_records = records[: args.retry_records]
+    add("retry_redrive", Figure(bench.retry_rate(retry_records), "records/s"))
+    lateness = bench.retry_lateness(records[: args.lateness_records])
+    add("retry_lateness_p50_ms", Figure(percentile(lateness, 0.5), "ms"))
+    add("retry_lateness_p99_ms", Figure(percentile(lateness, 0.99), "ms", target="< 200"))
+    add("retry_lateness_max_ms", Figure(max(lateness), "ms"))
+    add("retries_early", Figure(sum(1 for late in lateness if late < 0), "records", target="0"))
+    buckets = bench.end_to_end()
+    add("e2e_p50_ms", Figure(histogram_quantile(buckets, 0.5) * 1000, "ms"))
+    add("e2e_p99_ms", Figure(histogram_quantile(buckets, 0.99) * 1000, "ms", target="< 50"))
+    if args.rss_orders:
+        memory = bench.memory(args.rss_orders)
+        results["peak_rss_mb"] = {
+            name: Figure(value, "MB", target="< 150") for name, value in memory.items() if not name.endswith(".growth")
+        }
+        results["rss_growth_after_warmup_mb"] = {
+            name[: -len(".growth")]: Figure(value, "MB", target="flat") for name, value in memory.items() if name.endswith(".growth")
+        }
+    rows = [(key, figure) for key, figure in results.items() if isinstance(figure, Figure)]
+    for group in ("peak_rss_mb", "rss_growth_after_warmup_mb"):
+        rows += [(f"{group} {name}", figure) for name, figure in results.get(group, {}).items()]
+    machine = f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    print(f"\nkafka-orders benchmark: {args.orders:,} orders, broker {bootstrap}, {machine}\n")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {key: (value.as_json() if isinstance(value, Figure) else {k: v.as_json() for k, v in value.items()})
+             for key, value in results.items()}, indent=2))
+    if args.plot:
+        throughput = [
+            ("producer", results["producer"].value, found["encode_limit"]),
+            ("main consumer, 0 % failures", results["main_consumer_fail0"].value, found["decode_limit"]),
+            ("main consumer, 10 % failures", results["main_consumer_fail10"].value, found["decode_limit"]),
+            ("retry re-drive", results["retry_redrive"].value, None),
+        ]
+        plot(args.plot, throughput, buckets, f"kafka-orders benchmark, {args.orders:,} orders")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""What the client itself can do on this machine: the limits our scripts are measured against.
+
+Each limit uses the settings that make it fastest here; every figure is
+orders per second over a fixed set of pre-produced or pre-encoded orders.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from avro_utils import avro_deserialize, avro_serialize
+from producer.orders import random_order
+
+FAST_PRODUCER = {"linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 100_000,
+                 "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
+                 "compression.type": "none", "acks": "1"}
+FAST_CONSUMER = {"fetch.max.bytes": 104_857_600, "max.partition.fetch.bytes": 10_485_760,
+                 "queued.max.messages.kbytes": 1_048_576, "fetch.wait.max.ms": 100}
+
+
+def encoded_orders(count: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    orders = (random_order(rng) for _ in range(count))
+    return [(order["orderId"].encode(), avro_serialize(order)) for order in orders]
+
+
+def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], settings: dict | None = None) -> float:
+    """Produce pre-encoded records; orders/s including the final flush."""
+    producer = Producer({"bootstrap.servers": bootstrap, **FAST_PRODUCER, **(settings or {})})
+    started = time.perf_counter()
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("records not delivered")
+    return len(records) / (time.perf_counter() - started)
+
+
+def encode_limit(bootstrap: str, topic: str, count: int) -> float:
+    """Generate + avro_serialize + produce, as fast as the client goes."""
+    rng = random.Random(2)
+    producer = Producer({"bootstrap.servers": bootstrap, **FAST_PRODUCER})
+    started = time.perf_counter()
+    for _ in range(count):
+        order = random_order(rng)
+        value = avro_serialize(order)
+        while True:
+            try:
+                producer.produce(topic, value, order["orderId"].encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("records not delivered")
+    return count / (time.perf_counter() - started)
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, count: int, settings: dict,
+                handle: Callable[[bytes], object] | None = None) -> float:
+    """Read ``count`` records with consume(); orders/s from the first record to the last."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-limit", "enable.auto.commit": False,
+                         **settings})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    seen = 0
+    started = None
+    try:
+        while seen < count:
+            batch = consumer.consume(10_000, timeout=1.0)
+            if started is None and batch:
+                started = time.perf_counter()
+            for msg in batch:
+                if msg.error():
+                    continue
+                if handle is not None:
+                    handle(msg.value())
+                seen += 1
+        assert started is not None
+        return count / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
+def decode_limit(bootstrap: str, topic: str, partitions: int, count: int, settings: dict) -> float:
+    return consume_all(bootstrap, topic, partitions, count, settings, avro_deserialize)

@@ -1,0 +1,179 @@
+"""Our scripts, run as subprocesses against the benchmark's broker, measured from the outside.
+
+Rates come from facts the scripts leave in Kafka or in their summary file
+(record timestamps, summary writes), never from their log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from bench.limits import FAST_PRODUCER
+from pipeline.headers import RETRY_COUNT, RETRY_DUE
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_PROPERTIES = ROOT / "dev.properties"
+
+
+@dataclass
+class Topics:
+    orders: str
+    retry: str
+    dlq: str
+    stats: str
+
+    @classmethod
+    def fresh(cls, label: str) -> "Topics":
+        suffix = f"{label}_{uuid.uuid4().hex[:6]}"
+        return cls(f"orders_{suffix}", f"retry_{suffix}", f"dlq_{suffix}", f"stats_{suffix}")
+
+    def env(self) -> dict[str, str]:
+        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats}
+
+
+@dataclass
+class Script:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    peak_rss_mb: float = 0.0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def sample_rss(self, progress: float) -> None:
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+        peak = int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+        self.peak_rss_mb = max(self.peak_rss_mb, peak)
+        self.rss_samples.append((progress, rss))
+
+    def wait_for_assignment(self, timeout_s: float = 60) -> None:
+        """Poll the script's log until its consumer owns partitions."""
+        deadline = time.monotonic() + timeout_s
+        while "Assigned" not in self.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} got no partitions; see {self.log_path}")
+            time.sleep(0.1)  # poll the log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(module: str, bootstrap: str, topics: Topics, *args: str, log_dir: Path) -> Script:
+    env = {**os.environ, **topics.env(), "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_CONFIG_FILE": str(DEV_PROPERTIES),
+           "LOG_LEVEL": "INFO"}
+    log_path = log_dir / f"{module}-{topics.orders}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Script(module, process, log_path)
+
+
+def timestamps(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 300) -> list[int]:
+    """CreateTime of the first ``count`` records of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader", "enable.auto.commit": False,
+                         "fetch.max.bytes": 104_857_600, "max.partition.fetch.bytes": 10_485_760})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    found: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if not msg.error():
+                    found.append(msg.timestamp()[1])
+    finally:
+        consumer.close()
+    if len(found) < count:
+        raise RuntimeError(f"only {len(found)} of {count} records in {topic}")
+    return found
+
+
+def read_json_quietly(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def rate_from_timestamps(stamps: list[int]) -> float:
+    span_s = (max(stamps) - min(stamps)) / 1000
+    return (len(stamps) - 1) / span_s if span_s > 0 else float("inf")
+
+
+def drain_rate(summary_path: Path, target: int, fields: tuple[str, ...], timeout_s: float = 600) -> float:
+    """Orders/s between two summary writes in steady state, from the writes' own times (file mtime)."""
+    first: Optional[tuple[float, int]] = None
+    last: Optional[tuple[float, int]] = None
+    deadline = time.monotonic() + timeout_s
+    seen_mtime = 0.0
+    while time.monotonic() < deadline:
+        summary = read_json_quietly(summary_path)
+        if summary is not None:
+            mtime = summary_path.stat().st_mtime
+            handled = sum(int(summary.get(name) or 0) for name in fields)
+            if mtime != seen_mtime:
+                seen_mtime = mtime
+                if handled >= target:
+                    break
+                if handled > 0 and first is None:
+                    first = (mtime, handled)
+                elif first is not None:
+                    last = (mtime, handled)
+        time.sleep(0.02)  # poll the summary file
+    else:
+        raise RuntimeError(f"{summary_path} did not reach {target}")
+    if first is None or last is None or last[0] <= first[0]:
+        raise RuntimeError("the run was too short to measure; raise --orders")
+    return (last[1] - first[1]) / (last[0] - first[0])
+
+
+def produce_retry_records(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], due_ms: list[int]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, **FAST_PRODUCER})
+    for (key, value), due in zip(records, due_ms):
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=[(RETRY_COUNT, b"1"), (RETRY_DUE, str(due).encode())])
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("records not delivered")
+
+
+def redrive_lateness(bootstrap: str, topic: str, partitions: int, count: int) -> list[int]:
+    """Re-drive time minus due time (ms) of the first ``count`` re-driven records."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    lateness: list[int] = []
+    deadline = time.monotonic() + 300
+    try:
+        while len(lateness) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if msg.error():
+                    continue
+                due = dict(msg.headers() or []).get(RETRY_DUE)
+                if due is not None:
+                    lateness.append(msg.timestamp()[1] - int(due))
+    finally:
+        consumer.close()
+    return lateness
