@@ -22,11 +22,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from consumer.processing import PROCESSED, RETRY, Verdict, evaluate
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
-from pipeline.checkpoints import Checkpoint, CheckpointStore
+from pipeline.checkpoints import Checkpoint
 from pipeline.cli import run
-from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
 from pipeline.config import (
-    ClientSettings, add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int, probability,
+    add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int, probability,
 )
 from pipeline.failures import FailureSimulator
 from pipeline.logs import EventLog, setup_logging
@@ -35,7 +34,7 @@ from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.summary import write_json_atomic
-from pipeline.checkpointed import CheckpointedConsumer
+from pipeline.checkpointed import wire
 
 log = logging.getLogger("main-consumer")
 
@@ -50,9 +49,7 @@ CONSUMER_DEFAULTS = {
     # data arrives anyway; brokers that wait it out (Tansu) add it to every record's latency.
     "fetch.wait.max.ms": 10,
 }
-CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
-PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 SUMMARY_INTERVAL_S = 0.5
 
 
@@ -304,20 +301,11 @@ def write_summary(path: Optional[str], stats: PartitionStats) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
-    topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
-    stopping = lambda: stop.requested  # noqa: E731
-    if not (
-        ensure_topics(clients, topics, args.partitions, args.replication_factor, stopping)
-        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, stopping)
-    ):
+    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.retry_topic, args.dlq_topic])
+    if wiring is None:
         return 0
-    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
-    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    store = CheckpointStore(clients, args.stats_topic, args.group_id)
-    worker = CheckpointedConsumer(clients, consumer, producer, store, [args.retry_topic, args.dlq_topic])
-    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
     state = MainConsumer(args, router, worker.tracker)
     worker.subscribe([args.orders_topic], state)
     log.info(

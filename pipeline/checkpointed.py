@@ -3,9 +3,9 @@
 Shared by the main and retry consumers; what each keeps per partition is
 their own (:class:`PartitionRole`). The cycle, once a second, on revoke and
 at shutdown, is the one Quix Streams uses: flush the producer (every copy
-acknowledged) -> write the checkpoints -> flush -> commit offsets. The
-checkpoints are the truth; the committed offsets follow them so that lag
-tools see progress.
+acknowledged) -> write the checkpoints -> commit offsets once they are
+stored. The checkpoints are the truth; the committed offsets follow them so
+that lag tools see progress.
 
 On assignment: load the latest checkpoints, find the copies made after them
 (:mod:`pipeline.copies`), hand both to the role, and start each partition at
@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Protocol
+from functools import partial
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from pipeline.clients import Clients
+from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
+from pipeline.config import ClientSettings
 from pipeline.copies import CopyLedger, find_copies
 from pipeline.offsets import OffsetTracker, Partition
 from pipeline.reading import partitions_of
-from pipeline.routing import Source
+from pipeline.routing import Router, Source
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +146,18 @@ class CheckpointedConsumer:
         return starts
 
     def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
-        """Flush -> write checkpoints that changed -> flush -> commit offsets."""
+        """Flush -> write checkpoints that changed -> commit offsets once each checkpoint is acknowledged.
+
+        The first flush runs only while routed copies are in flight. Between
+        checkpoints the loop does not wait for the checkpoints' own
+        acknowledgements: each commits its offset from its delivery report.
+        On revoke and at shutdown (``final``) it waits and commits synchronously.
+        """
         self._last_checkpoint = time.monotonic()
         if self.role is None:
             return
-        self.producer.flush(FLUSH_TIMEOUT_S)
+        if len(self.producer) or final:
+            self.producer.flush(FLUSH_TIMEOUT_S)
         owned = [p for p in self._bases if partitions is None or p in partitions]
         commits: list[TopicPartition] = []
         for partition in owned:
@@ -158,20 +168,35 @@ class CheckpointedConsumer:
             checkpoint = self.role.snapshot(partition, position, {target_name(*t): o for t, o in scan_from.items()})
             if checkpoint == self._saved.get(partition):
                 continue
-            self.store.save(self.producer, partition[0], partition[1], checkpoint)
+            commit = TopicPartition(partition[0], partition[1], position)
+            self.store.save(self.producer, partition[0], partition[1], checkpoint,
+                            on_delivery=None if final else partial(self._checkpoint_stored, commit))
             self._saved[partition] = checkpoint
             self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
-            commits.append(TopicPartition(partition[0], partition[1], position))
+            commits.append(commit)
         if not commits:
             return
-        if self.producer.flush(FLUSH_TIMEOUT_S):
-            log.warning("Checkpoints not acknowledged yet; offsets are committed with the next checkpoint")
-            for tp in commits:
-                self._saved.pop((tp.topic, tp.partition), None)
+        if not final:
+            self.producer.poll(0)
             return
+        if self.producer.flush(FLUSH_TIMEOUT_S):
+            log.warning("Checkpoints not acknowledged; the next owner resumes from the previous ones")
+            return
+        self._commit(commits, asynchronous=False)
+
+    def _checkpoint_stored(self, commit: TopicPartition, err: Optional[KafkaError], _msg: Message) -> None:
+        """Delivery report of a checkpoint: commit its offset, or write it again next time."""
+        if err is not None:
+            log.warning("Checkpoint of %s[%d] not stored (%s); writing it again", commit.topic, commit.partition, err.str())
+            self._saved.pop((commit.topic, commit.partition), None)
+            return
+        if (commit.topic, commit.partition) in self._bases:
+            self._commit([commit], asynchronous=True)
+
+    def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         try:
-            self.consumer.commit(offsets=commits, asynchronous=not final)
-        except Exception as exc:  # KafkaException: the checkpoint is the truth; the next commit catches up
+            self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:  # the checkpoint is the truth; the next commit catches up
             log.warning("Offset commit failed (%s); the checkpoint stands", exc)
 
     def checkpoint_if_due(self) -> None:
@@ -194,3 +219,41 @@ class CheckpointedConsumer:
         for partition in partitions:
             self._bases.pop(partition, None)
             self._saved.pop(partition, None)
+
+
+PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+
+
+@dataclass
+class Wiring:
+    """The clients of a checkpointed consumer script, built in ``main()``."""
+
+    clients: Clients
+    producer: Producer
+    consumer: Consumer
+    worker: CheckpointedConsumer
+    router: Router
+
+
+def wire(
+    args: Any,
+    should_stop: Callable[[], bool],
+    consumer_defaults: dict[str, Any],
+    producer_defaults: dict[str, Any],
+    target_topics: list[str],
+) -> Optional[Wiring]:
+    """Create the topics, then the clients, checkpoint store and router; None if stopped while waiting for the broker."""
+    clients = Clients(ClientSettings(args), args.group_id)
+    topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
+    if not (
+        ensure_topics(clients, topics, args.partitions, args.replication_factor, should_stop)
+        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
+    ):
+        return None
+    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED)
+    consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
+    store = CheckpointStore(clients, args.stats_topic, args.group_id)
+    worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics)
+    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    return Wiring(clients, producer, consumer, worker, router)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.clients import Clients
 from pipeline.reading import partitions_of, read_to_end
@@ -84,6 +84,13 @@ class CheckpointStore:
                 latest[key] = checkpoint
         return latest
 
-    def save(self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint) -> None:
-        """Produce a checkpoint; the caller flushes before it commits offsets."""
-        producer.produce(self.topic, key=checkpoint_key(self.group, topic, partition).encode(), value=checkpoint.encode())
+    def save(
+        self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint,
+        on_delivery: Optional[Callable[[Optional[KafkaError], Message], None]] = None,
+    ) -> None:
+        """Produce a checkpoint; offsets are committed only once it is acknowledged."""
+        key = checkpoint_key(self.group, topic, partition).encode()
+        if on_delivery is None:
+            producer.produce(self.topic, key=key, value=checkpoint.encode())
+        else:
+            producer.produce(self.topic, key=key, value=checkpoint.encode(), on_delivery=on_delivery)

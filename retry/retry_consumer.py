@@ -21,8 +21,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.cli import run
-from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
-from pipeline.config import ClientSettings, add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int
+from pipeline.config import add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int
 from pipeline.headers import (
     ERROR, ERROR_CLASS, ERROR_MESSAGE, ERROR_STAGE, REASON_EXHAUSTED, Failure, get_retry_count, header_text,
 )
@@ -31,16 +30,14 @@ from pipeline.offsets import OffsetTracker
 from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
-from pipeline.checkpointed import CheckpointedConsumer
-from pipeline.checkpoints import Checkpoint, CheckpointStore
+from pipeline.checkpointed import wire
+from pipeline.checkpoints import Checkpoint
 from retry.schedule import RetrySchedule, due_time_ms
 
 log = logging.getLogger("retry-consumer")
 
 CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
-CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
-PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 MAX_POLL_WAIT_S = 0.5
 
 
@@ -201,20 +198,11 @@ class RetryConsumer:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
-    topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
-    stopping = lambda: stop.requested  # noqa: E731
-    if not (
-        ensure_topics(clients, topics, args.partitions, args.replication_factor, stopping)
-        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, stopping)
-    ):
+    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.orders_topic, args.dlq_topic])
+    if wiring is None:
         return 0
-    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
-    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    store = CheckpointStore(clients, args.stats_topic, args.group_id)
-    worker = CheckpointedConsumer(clients, consumer, producer, store, [args.orders_topic, args.dlq_topic])
-    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
     state = RetryConsumer(args, consumer, router, worker.tracker)
     worker.subscribe([args.retry_topic], state)
     metrics.serve(args.metrics_port, args.metrics_addr)

@@ -15,7 +15,8 @@ from tests.kafka_helpers import ROOT, ScriptRunner, Topics, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
-SCRIPTS = ["producer.producer", "consumer.main_consumer", "retry.retry_consumer", "dlq.dlq_consumer", "devbroker", "demo"]
+SCRIPTS = ["producer.producer", "consumer.main_consumer", "retry.retry_consumer", "dlq.dlq_consumer", "devbroker", "demo",
+           "consumer.stats", "dashboard", "bench"]
 
 
 def test_producer_delivers_distinct_valid_orders(runner: ScriptRunner, topics: Topics, bootstrap: str):
@@ -108,6 +109,13 @@ def test_a_script_without_broker_says_so_and_picks_up_when_it_starts(tmp_path, t
         assert "sent=5 delivered=5 failed=0" in output
     finally:
         runner.cleanup()
+
+
+def test_stats_without_a_broker_is_one_line(tmp_path, topics: Topics):
+    runner = ScriptRunner(f"127.0.0.1:{free_port()}", tmp_path, topics.env())
+    result = runner.run("consumer.stats", timeout_s=90)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: Kafka") and "Traceback" not in result.stderr
 
 
 def test_devbroker_starts_and_stops_on_ctrl_c(tmp_path):
