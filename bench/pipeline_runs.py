@@ -51,6 +51,8 @@ class Script:
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
 
     def sample_rss(self, progress: float) -> None:
+        if self.process.poll() is not None:
+            return  # finished (the producer ends before the consumers)
         try:
             status = Path(f"/proc/{self.process.pid}/status").read_text()
         except OSError:

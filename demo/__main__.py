@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from demo.processes import ProcessGroup
 from devbroker import BrokerError, DevBroker, broker_answers
 from pipeline.config import DEFAULT_BOOTSTRAP, env
 from pipeline.logs import setup_logging
+from pipeline.shutdown import StopFlag
 
 log = logging.getLogger("demo")
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging("INFO")
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    stopping = False
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = StopFlag().install()
 
     broker: Optional[DevBroker] = None
     if broker_answers(args.bootstrap_servers):
@@ -108,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("Live view: python -m dashboard (in another terminal)")
     log.info("Pipeline running; main consumer state in %s. Ctrl+C stops everything.", summary_file)
     exit_code = 0
-    while not stopping:
+    while not stop.requested:
         exited = group.exited()
         if exited:
             log.error("%s exited with code %s; stopping the demo", exited[0].name, exited[0].process.returncode)

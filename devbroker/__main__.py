@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import subprocess
 import sys
 from typing import Optional
@@ -12,6 +11,7 @@ from typing import Optional
 from devbroker import BrokerError, DevBroker
 from pipeline.config import env
 from pipeline.logs import setup_logging
+from pipeline.shutdown import StopFlag
 
 log = logging.getLogger("devbroker")
 
@@ -26,14 +26,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging("INFO")
     broker = DevBroker(args.port, args.host)
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = StopFlag().install()
     try:
         broker.start()
     except BrokerError as exc:
@@ -41,12 +34,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     log.info("Dev broker (Tansu, in memory) ready on %s; Ctrl+C stops it", broker.bootstrap_servers)
     assert broker.process is not None
-    while not stopping and broker.process.poll() is None:
+    while not stop.requested and broker.process.poll() is None:
         try:
             broker.process.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
-    if broker.process.poll() is not None and not stopping:
+    if broker.process.poll() is not None and not stop.requested:
         log.error("Tansu exited with code %s", broker.process.returncode)
         return 1
     broker.stop()

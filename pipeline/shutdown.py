@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class StopFlag:
-    """Set by SIGINT or SIGTERM; the poll loop checks it between batches."""
+    """Set by SIGINT or SIGTERM; the loop checks it between batches (or waits) and then shuts down in order."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -27,4 +27,4 @@ class StopFlag:
             log.warning("Second %s: exiting without a clean shutdown", signal.Signals(signum).name)
             os._exit(130)
         self.requested = True
-        log.info("%s received: finishing the batch, then shutting down", signal.Signals(signum).name)
+        log.info("%s received: shutting down cleanly (send it again to exit at once)", signal.Signals(signum).name)
