@@ -7,7 +7,6 @@ transient and retried.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
 
 from avro_utils import AvroDecodeError, avro_deserialize
@@ -54,19 +53,3 @@ def evaluate(
     except Exception as exc:  # anything not known to be permanent is worth a retry
         return Verdict(RETRY, attempt, order, Failure.from_exception("process", exc))
     return Verdict(PROCESSED, attempt, order)
-
-
-@dataclass
-class RunningAverage:
-    """Sum and count of the prices of processed orders."""
-
-    count: int = 0
-    total: float = 0.0
-
-    def add(self, price: float) -> None:
-        self.count += 1
-        self.total += price
-
-    @property
-    def average(self) -> Optional[float]:
-        return self.total / self.count if self.count else None

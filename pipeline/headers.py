@@ -218,8 +218,3 @@ def replay_headers(headers: Optional[Sequence[tuple[str, HeaderValue]]], now_ms:
     """
     kept = _without(headers, {RETRY_COUNT, RETRY_DUE, DLQ_REASON, REPLAYED_AT, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET})
     return kept + [(RETRY_COUNT, b"0"), (REPLAYED_AT, _encode(now_ms))]
-
-
-def decoded(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> dict[str, str]:
-    """All headers as text, the last value winning, for display."""
-    return {key: header_text(headers, key) or "" for key, _ in (headers or [])}

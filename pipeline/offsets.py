@@ -17,7 +17,6 @@ class OffsetTracker:
         self._in_flight: dict[Partition, deque[int]] = {}
         self._done: dict[Partition, set[int]] = {}
         self._next: dict[Partition, int] = {}
-        self._committed: dict[Partition, int] = {}
 
     def track(self, partition: Partition, offset: int) -> None:
         """Register a consumed record, in consumption order."""
@@ -63,19 +62,8 @@ class OffsetTracker:
         """The next offset to commit: every record before it is done."""
         return self._next.get(partition)
 
-    def to_commit(self, partitions: set[Partition] | None = None) -> dict[Partition, int]:
-        """Positions (next offset to read) that advanced since the last commit."""
-        return {
-            partition: position
-            for partition, position in self._next.items()
-            if (partitions is None or partition in partitions) and self._committed.get(partition) != position
-        }
-
-    def mark_committed(self, positions: dict[Partition, int]) -> None:
-        self._committed.update(positions)
-
     def forget(self, partitions: set[Partition]) -> None:
         """Drop all state of revoked partitions."""
         for partition in partitions:
-            for table in (self._in_flight, self._done, self._next, self._committed):
+            for table in (self._in_flight, self._done, self._next):
                 table.pop(partition, None)

@@ -63,7 +63,6 @@ class Router:
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
         self.on_acked = on_acked
-        self.redeliveries = 0
 
     def send_back_to_retry(self, msg: Message, failure: Failure, retry_count: int, due_ms: int) -> None:
         headers = routed_headers(
@@ -116,7 +115,6 @@ class Router:
         if err.code() in _TOO_LARGE and value is not None:
             self._send_stub(key, value, headers, source, err.str())
             return
-        self.redeliveries += 1
         log.error("Copy of %s[%d]@%d to %s was not delivered (%s); sending it again", *source, topic, err.str())
         self._send(topic, key, value, headers, source)
 

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from pipeline.headers import (
     ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
-    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, decoded, get_retry_count, header_text, origin_of,
+    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, get_retry_count, header_text, origin_of,
     replay_headers, routed_headers,
 )
 
@@ -40,7 +40,6 @@ def test_header_parsing_never_raises(headers):
     count = get_retry_count(headers)
     assert 0 <= count <= 1_000_000
     origin_of(headers)
-    decoded(headers)
 
 
 def _routed(previous=None, now=1000, **kwargs):

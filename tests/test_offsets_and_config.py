@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from pipeline.config import is_secret, parse_properties, redacted
+from pipeline.config import parse_properties
 from pipeline.errors import ConfigError
 from pipeline.logs import EventLog
 from pipeline.offsets import OffsetTracker
@@ -16,14 +16,24 @@ def test_commit_position_advances_only_contiguously():
         tracker.track(P, offset)
     tracker.complete(P, 11)
     tracker.complete(P, 13)
-    assert tracker.to_commit() == {}
+    assert tracker.position(P) is None and tracker.pending(P) == 4
     tracker.complete(P, 10)
-    assert tracker.to_commit() == {P: 12}
-    tracker.mark_committed({P: 12})
-    assert tracker.to_commit() == {}
+    assert tracker.position(P) == 12
     tracker.complete(P, 12)
-    assert tracker.to_commit() == {P: 14}
+    assert tracker.position(P) == 14
     assert tracker.pending() == 0
+
+
+def test_records_done_at_once_wait_behind_open_ones():
+    tracker = OffsetTracker()
+    tracker.start(P, 5)
+    tracker.done_at_once(P, 5)
+    assert tracker.position(P) == 6
+    tracker.track(P, 6)  # routed, waiting for its acknowledgement
+    tracker.done_at_once(P, 7)
+    assert tracker.position(P) == 6
+    tracker.complete(P, 6)
+    assert tracker.position(P) == 8 and tracker.pending(P) == 0
 
 
 def test_forgotten_partitions_ignore_late_acknowledgements():
@@ -31,7 +41,7 @@ def test_forgotten_partitions_ignore_late_acknowledgements():
     tracker.track(P, 5)
     tracker.forget({P})
     tracker.complete(P, 5)
-    assert tracker.to_commit() == {}
+    assert tracker.position(P) is None
 
 
 def test_properties_file_parsing():
@@ -62,12 +72,6 @@ long.value=a\\
 def test_properties_line_without_separator_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"client.properties:2: expected key=value"):
         parse_properties("a=1\njunk\n", source="client.properties")
-
-
-def test_secrets_are_redacted():
-    settings = {"sasl.password": "hunter2", "ssl.key.password": "x", "sasl.username": "alice", "error_cb": print}
-    assert redacted(settings) == {"sasl.password": "********", "ssl.key.password": "********", "sasl.username": "alice"}
-    assert is_secret("sasl.oauthbearer.client.secret")
 
 
 def test_event_log_limits_lines_and_summarizes(caplog):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.processing import DEAD_LETTER, PROCESSED, RETRY, RunningAverage, evaluate
+from consumer.processing import DEAD_LETTER, PROCESSED, RETRY, evaluate
 from pipeline.errors import TransientProcessingError, ValidationError
 from pipeline.failures import FailureSimulator, attempt_draw
 from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, RETRY_COUNT
@@ -79,11 +79,3 @@ def test_evaluate_routes_by_failure_kind():
     assert tombstone.route == DEAD_LETTER and "null" in tombstone.failure.reason
     invalid = evaluate(avro_serialize({**GOOD, "price": -1.0}), None, simulator)
     assert invalid.route == DEAD_LETTER and invalid.dlq_reason == REASON_INVALID and invalid.failure.stage == "validate"
-
-
-def test_running_average():
-    average = RunningAverage()
-    assert average.average is None
-    for price in (10.0, 20.0, 60.0):
-        average.add(price)
-    assert average.count == 3 and average.average == 30.0
