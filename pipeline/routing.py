@@ -80,10 +80,11 @@ class Router:
 
     def redrive(self, msg: Message, topic: str) -> None:
         """Send ``msg`` to ``topic`` with its key, value and headers, naming its source."""
-        self._send(topic, msg.key(), msg.value(), list(msg.headers() or []), _source(msg))
+        source = _source(msg)
+        self._send(topic, msg.key(), msg.value(), with_source(msg.headers(), source), source)
 
     def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source) -> None:
-        headers = with_source(headers, source)
+        """Produce a copy whose headers already name its source."""
         report = partial(self._delivered, topic, key, value, headers, source)
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
