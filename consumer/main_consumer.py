@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from consumer.processing import PROCESSED, RETRY, Verdict, evaluate
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
-from pipeline.checkpoints import Checkpoint
+from pipeline.checkpoints import Checkpoint, partition_checkpoints
 from pipeline.cli import run
 from pipeline.config import (
     add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int, probability,
@@ -150,10 +150,9 @@ class MainConsumer:
     def global_stats(self, known: dict[str, Checkpoint], group: str) -> PartitionStats:
         """Owned partitions as they are now, the others as last checkpointed."""
         total = self.owned_now()
-        prefix = f"{group}/{self.args.orders_topic}/"
-        owned_keys = {f"{group}/{topic}/{partition}" for topic, partition in self.partitions}
-        for key, checkpoint in known.items():
-            if key.startswith(prefix) and key not in owned_keys:
+        topic = self.args.orders_topic
+        for partition, checkpoint in partition_checkpoints(known, group, topic).items():
+            if (topic, partition) not in self.partitions:
                 total.add(PartitionStats.of(checkpoint))
         return total
 
@@ -238,7 +237,6 @@ class MainConsumer:
             msg.topic(), msg.partition(), msg.offset(), key_text(msg), self.args.dlq_topic, verdict.failure.reason,
             level=logging.WARNING,
         )
-
 
     def publish_metrics(self, consumer: Consumer, totals: PartitionStats) -> None:
         """Counts since the last tick, the global average, and lag per owned partition."""

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Optional
 
-from pipeline.checkpoints import Checkpoint, CheckpointStore
+from pipeline.checkpoints import Checkpoint, CheckpointStore, partition_checkpoints
 from pipeline.cli import run
 from pipeline.clients import Clients
 from pipeline.config import ClientSettings, add_connection_args, add_stats_topic_arg, env
@@ -31,15 +31,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def summarize(checkpoints: dict[str, Checkpoint], group: str, orders_topic: str) -> dict[str, object]:
     """The global figures and, per partition of the orders topic, its checkpoint's."""
-    prefix = f"{group}/{orders_topic}/"
     partitions: dict[str, dict[str, object]] = {}
     processed, total = 0, 0.0
-    for key, checkpoint in sorted(checkpoints.items(), key=lambda item: int(item[0].rsplit("/", 1)[1])):
-        if not key.startswith(prefix):
-            continue
+    for partition, checkpoint in sorted(partition_checkpoints(checkpoints, group, orders_topic).items()):
         processed += checkpoint.processed
         total += checkpoint.sum
-        partitions[key[len(prefix):]] = {
+        partitions[str(partition)] = {
             "processed": checkpoint.processed,
             "average": checkpoint.sum / checkpoint.processed if checkpoint.processed else None,
             "retried": checkpoint.retried,

@@ -16,7 +16,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 
 from consumer.stats import summarize
 from dlq.dead_letters import show_key
-from pipeline.checkpoints import Checkpoint
+from pipeline.checkpoints import Checkpoint, checkpoint_prefix
 from pipeline.clients import Clients
 from pipeline.headers import DLQ_REASON, RETRY_DUE, header_int, header_text
 from pipeline.reading import partitions_of, read_to_end
@@ -107,7 +107,7 @@ class Collector:
             key = (msg.key() or b"").decode("utf-8", "replace")
             if checkpoint is not None:
                 self._checkpoints[key] = checkpoint
-                if key.startswith(f"{self.groups['main']}/{self.topics['orders']}/"):
+                if key.startswith(checkpoint_prefix(self.groups["main"], self.topics["orders"])):
                     average = summarize(self._checkpoints, self.groups["main"], self.topics["orders"])["average"]
                     if average is not None:
                         self._history.append(float(average))  # type: ignore[arg-type]

@@ -36,9 +36,8 @@ CHECKPOINT_INTERVAL_S = 1.0
 FLUSH_TIMEOUT_S = 30.0
 
 
-def describe(partitions: list[TopicPartition] | list[Partition]) -> str:
-    names = [f"{tp.topic}[{tp.partition}]" if isinstance(tp, TopicPartition) else f"{tp[0]}[{tp[1]}]" for tp in partitions]
-    return ", ".join(names) or "no partitions"
+def describe(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partitions"
 
 
 class PartitionRole(Protocol):

@@ -21,8 +21,22 @@ from pipeline.reading import partitions_of, read_to_end
 log = logging.getLogger(__name__)
 
 
+def checkpoint_prefix(group: str, topic: str) -> str:
+    return f"{group}/{topic}/"
+
+
 def checkpoint_key(group: str, topic: str, partition: int) -> str:
-    return f"{group}/{topic}/{partition}"
+    return f"{checkpoint_prefix(group, topic)}{partition}"
+
+
+def partition_checkpoints(checkpoints: dict[str, "Checkpoint"], group: str, topic: str) -> dict[int, "Checkpoint"]:
+    """One group's checkpoints of the partitions of ``topic``, by partition; other keys are ignored."""
+    prefix = checkpoint_prefix(group, topic)
+    return {
+        int(key[len(prefix):]): checkpoint
+        for key, checkpoint in checkpoints.items()
+        if key.startswith(prefix) and key[len(prefix):].isdigit()
+    }
 
 
 def target_name(topic: str, partition: int) -> str:

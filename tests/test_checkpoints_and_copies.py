@@ -1,4 +1,4 @@
-from pipeline.checkpoints import Checkpoint, checkpoint_key, target_name
+from pipeline.checkpoints import Checkpoint, checkpoint_key, partition_checkpoints, target_name
 from pipeline.copies import CopyLedger
 
 SOURCE = ("orders", 0)
@@ -46,3 +46,12 @@ def test_a_copy_with_unknown_offset_lies_after_the_last_known():
     ledger.copied(SOURCE, 1, RETRY0, 9)
     ledger.copied(SOURCE, 2, RETRY0, None)
     assert ledger.scan_from(SOURCE, 2, {}) == {RETRY0: 10}
+
+
+def test_partition_checkpoints_pick_one_group_and_topic_and_ignore_foreign_keys():
+    known = {
+        "orders-main/orders/0": Checkpoint(1), "orders-main/orders/2": Checkpoint(3),
+        "orders-main/orders_other/1": Checkpoint(5), "orders-retry/orders/0": Checkpoint(7),
+        "junk": Checkpoint(9), "orders-main/orders/x": Checkpoint(11),
+    }
+    assert partition_checkpoints(known, "orders-main", "orders") == {0: Checkpoint(1), 2: Checkpoint(3)}
