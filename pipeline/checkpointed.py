@@ -250,7 +250,7 @@ def wire(
         and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
     ):
         return None
-    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED)
+    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED, warm_up=[*target_topics, args.stats_topic])
     consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
     store = CheckpointStore(clients, args.stats_topic, args.group_id)
     worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 _REPEAT_NOTICE_S = 30.0
+WARM_UP_TIMEOUT_S = 5.0
 
 
 class _QuietClientLogs(logging.Filter):
@@ -91,8 +92,22 @@ class Clients:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid Kafka client setting: {exc}") from None
 
-    def producer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Producer:
-        return self._build(Producer, self._config(defaults, enforced))
+    def producer(
+        self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}, warm_up: Iterable[str] = ()
+    ) -> Producer:
+        """A producer; with ``warm_up`` topics, connected and holding their metadata before it returns.
+
+        Without that, librdkafka looks the topic up on the first ``produce()``
+        and the first half second of records waits for it (measured: the first
+        delivery 500 ms after ``produce()`` instead of 7 ms on the dev broker).
+        """
+        producer = self._build(Producer, self._config(defaults, enforced))
+        for topic in warm_up:
+            try:
+                producer.list_topics(topic, timeout=WARM_UP_TIMEOUT_S)
+            except KafkaException as exc:
+                log.debug("No metadata for %s yet (%s); the first records will wait for it", topic, exc.args[0].str())
+        return producer
 
     def consumer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Consumer:
         return self._build(Consumer, self._config(defaults, enforced))

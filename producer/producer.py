@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     events = EventLog(log, summarize)
     rng = random.Random()
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
-    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
+    producer = clients.producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[args.orders_topic])
     sender = OrderProducer(producer, args.orders_topic, events, stats)
     log.info(
         "Producing to %s at %s (bootstrap %s)",
