@@ -40,11 +40,9 @@ class EventLog:
     def wants_line(self) -> bool:
         """Whether the next event gets its own line (then write it with :meth:`line`); if not, it is counted.
 
-        Lets the hot path skip building a line's arguments at high rates.
+        Lets the hot path skip building a line's arguments at high rates. It
+        reads no clock: :meth:`tick`, called once per loop, opens each second's budget.
         """
-        now = time.monotonic()
-        if now - self._window_start >= 1.0:
-            self._window_start, self._lines_in_window = now, 0
         if self._lines_in_window < self._max_lines:
             self._lines_in_window += 1
             return True
@@ -61,8 +59,11 @@ class EventLog:
             self._logger.log(level, message, *args)
 
     def tick(self, force: bool = False) -> None:
-        """Write the summary if lines were suppressed and the interval passed (or ``force``)."""
+        """Call once per loop: opens a new second's line budget, and writes the summary
+        if lines were suppressed and the interval passed (or ``force``)."""
         now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._lines_in_window = now, 0
         if (self._suppressed and now - self._last_summary >= self._interval) or force:
             elapsed = max(now - self._last_summary, 1e-9)
             suffix = f" ({self._suppressed} event lines suppressed)" if self._suppressed else ""

@@ -3,6 +3,11 @@
 A record is done when it was processed, or when its copy in the retry topic or
 the DLQ was acknowledged by the broker. Offsets are committed up to the first
 record that is not done yet, so a crash at any moment loses nothing.
+
+Only the open records (routed, waiting for their acknowledgement) are kept, in
+consumption order: a processed record is done the moment it is seen, so it
+only moves the end of what was consumed. At 10 % failures that keeps nine
+records in ten out of every queue and set.
 """
 
 from __future__ import annotations
@@ -14,56 +19,52 @@ Partition = tuple[str, int]
 
 class OffsetTracker:
     def __init__(self) -> None:
-        self._in_flight: dict[Partition, deque[int]] = {}
-        self._done: dict[Partition, set[int]] = {}
-        self._next: dict[Partition, int] = {}
+        self._open: dict[Partition, deque[int]] = {}
+        self._done_early: dict[Partition, set[int]] = {}
+        self._consumed_to: dict[Partition, int] = {}
 
     def track(self, partition: Partition, offset: int) -> None:
-        """Register a consumed record, in consumption order."""
-        self._in_flight.setdefault(partition, deque()).append(offset)
+        """Register a consumed record that is not done yet, in consumption order."""
+        self._open.setdefault(partition, deque()).append(offset)
+        self._consumed_to[partition] = offset + 1
 
     def done_at_once(self, partition: Partition, offset: int) -> None:
-        """A record consumed and done in one step (processed): the hot path.
-
-        With nothing open before it, it only moves the position; otherwise it
-        waits in line behind the open records like any other.
-        """
-        in_flight = self._in_flight.get(partition)
-        if in_flight:
-            in_flight.append(offset)
-            self.complete(partition, offset)
-        else:
-            self._next[partition] = offset + 1
+        """A record consumed and done in one step (processed): the hot path."""
+        self._consumed_to[partition] = offset + 1
 
     def complete(self, partition: Partition, offset: int) -> None:
-        """Mark a record done; advances the commit position if it was the oldest open one."""
-        in_flight = self._in_flight.get(partition)
-        if not in_flight:
+        """Mark an open record done; the commit position moves once no older record is open."""
+        open_offsets = self._open.get(partition)
+        if not open_offsets:
             return  # the partition was revoked meanwhile
-        done = self._done.setdefault(partition, set())
-        done.add(offset)
-        while in_flight and in_flight[0] in done:
-            finished = in_flight.popleft()
-            done.discard(finished)
-            self._next[partition] = finished + 1
+        if offset != open_offsets[0]:
+            self._done_early.setdefault(partition, set()).add(offset)
+            return
+        open_offsets.popleft()
+        done_early = self._done_early.get(partition)
+        while done_early and open_offsets and open_offsets[0] in done_early:
+            done_early.discard(open_offsets.popleft())
 
     def pending(self, partition: Partition | None = None) -> int:
-        """Records consumed but not done yet (in one partition, or in all)."""
+        """Routed records that hold the commit position back, done or not (in one partition, or in all)."""
         if partition is not None:
-            return len(self._in_flight.get(partition, ()))
-        return sum(len(offsets) for offsets in self._in_flight.values())
+            return len(self._open.get(partition, ()))
+        return sum(len(offsets) for offsets in self._open.values())
 
     def start(self, partition: Partition, offset: int) -> None:
         """Begin tracking a newly assigned partition at ``offset``."""
         self.forget({partition})
-        self._next[partition] = offset
+        self._consumed_to[partition] = offset
 
     def position(self, partition: Partition) -> int | None:
         """The next offset to commit: every record before it is done."""
-        return self._next.get(partition)
+        open_offsets = self._open.get(partition)
+        if open_offsets:
+            return open_offsets[0]
+        return self._consumed_to.get(partition)
 
     def forget(self, partitions: set[Partition]) -> None:
         """Drop all state of revoked partitions."""
         for partition in partitions:
-            for table in (self._in_flight, self._done, self._next):
+            for table in (self._open, self._done_early, self._consumed_to):
                 table.pop(partition, None)
