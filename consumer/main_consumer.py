@@ -28,6 +28,7 @@ from pipeline.config import (
     add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int, probability,
 )
 from pipeline.failures import FailureSimulator
+from pipeline.gc_tuning import tune_for_streaming
 from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
 from pipeline.reading import next_batch
@@ -311,6 +312,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.orders_topic, args.group_id, args.fail_rate, args.fail_product or "none", args.stats_topic,
     )
     metrics.serve(args.metrics_port, args.metrics_addr)
+    tune_for_streaming()
     last_summary = time.monotonic()
     try:
         while not stop.requested:

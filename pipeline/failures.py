@@ -16,10 +16,11 @@ from pipeline.errors import TransientProcessingError
 def attempt_draw(order_id: str, attempt: int, seed: int) -> float:
     """A number in [0, 1) fixed by (seed, orderId, attempt), the same in every process.
 
-    CRC-32 is cheap but linear (two attempts of one order would differ by a
-    fixed XOR), so MurmurHash3's finalizer mixes it: attempts are independent.
+    CRC-32 of the orderId (seeded) is cheap but linear, so the attempt is mixed
+    in by MurmurHash3's finalizer: the attempts of one order are independent.
+    It runs for every record, so it builds no intermediate string.
     """
-    h = zlib.crc32(f"{seed}\x00{order_id}\x00{attempt}".encode("utf-8", "replace"))
+    h = zlib.crc32(order_id.encode("utf-8", "replace"), seed & 0xFFFFFFFF) ^ ((attempt * 0x9E3779B1) & 0xFFFFFFFF)
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF
     h ^= h >> 13

@@ -30,7 +30,7 @@ class EventLog:
     ) -> None:
         self._logger = logger
         self._summarize = summarize
-        self._max_lines = max_lines_per_second
+        self.max_lines_per_second = max_lines_per_second
         self._interval = summary_interval_s
         self._window_start = time.monotonic()
         self._lines_in_window = 0
@@ -43,11 +43,15 @@ class EventLog:
         Lets the hot path skip building a line's arguments at high rates. It
         reads no clock: :meth:`tick`, called once per loop, opens each second's budget.
         """
-        if self._lines_in_window < self._max_lines:
+        if self._lines_in_window < self.max_lines_per_second:
             self._lines_in_window += 1
             return True
         self._suppressed += 1
         return False
+
+    def count_unlogged(self, events: int) -> None:
+        """Count events that were never offered a line, so that the summaries report them."""
+        self._suppressed += events
 
     def line(self, message: str, *args: object, level: int = logging.INFO) -> None:
         """Write an event line that :meth:`wants_line` admitted."""

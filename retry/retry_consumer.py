@@ -22,6 +22,7 @@ from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.cli import run
 from pipeline.config import add_backoff_args, add_connection_args, add_stats_topic_arg, env, positive_int
+from pipeline.gc_tuning import tune_for_streaming
 from pipeline.headers import (
     ERROR, ERROR_CLASS, ERROR_MESSAGE, ERROR_STAGE, REASON_EXHAUSTED, Failure, get_retry_count, header_text,
 )
@@ -206,6 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     state = RetryConsumer(args, consumer, router, worker.tracker)
     worker.subscribe([args.retry_topic], state)
     metrics.serve(args.metrics_port, args.metrics_addr)
+    tune_for_streaming()
     log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
     try:
         while not stop.requested:

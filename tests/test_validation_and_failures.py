@@ -1,4 +1,7 @@
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -79,3 +82,12 @@ def test_evaluate_routes_by_failure_kind():
     assert tombstone.route == DEAD_LETTER and "null" in tombstone.failure.reason
     invalid = evaluate(avro_serialize({**GOOD, "price": -1.0}), None, simulator)
     assert invalid.route == DEAD_LETTER and invalid.dlq_reason == REASON_INVALID and invalid.failure.stage == "validate"
+
+
+def test_gc_tuning_freezes_start_up_objects_and_collects_less_often():
+    script = (
+        "import gc; from pipeline.gc_tuning import YOUNG_THRESHOLD, tune_for_streaming; "
+        "before = gc.get_threshold(); tune_for_streaming(); "
+        "assert gc.get_freeze_count() > 0 and gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:]), gc.get_threshold()"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent)
