@@ -125,23 +125,28 @@ class OrderProducer:
         if not self.reports.every_record:
             self.stats.delivered = self.stats.sent - self.stats.failed - len(self.producer)
 
-    def send(self, key: bytes, value: bytes) -> None:
-        """Produce one record, serving delivery reports while the local queue is full."""
-        produce_patiently(self.producer, self.topic, key=key, value=value)
-        self.stats.sent += 1
-        if self.stats.sent % self.POLL_EVERY == 0:
-            self.producer.poll(0)
-            if not self.reports.every_record:
-                self.reports.events.count_unlogged(self.POLL_EVERY)
+    def send(self, rng: random.Random, invalid_rate: float, count: int) -> None:
+        """Produce ``count`` records (orders, or poison at ``invalid_rate``), then serve delivery reports.
 
-    def send_one(self, rng: random.Random, invalid_rate: float) -> None:
-        if invalid_rate and rng.random() < invalid_rate:
-            poison = poison_record(rng)
-            self.stats.poison += 1
-            self.send(poison.key, poison.value)
-            return
-        order = random_order(rng)
-        self.send(order["orderId"].encode(), avro_serialize(order))
+        At full speed the loop calls this for bursts of POLL_EVERY records: the
+        per-record path is generate, encode, produce, and nothing else.
+        """
+        produce, topic = self.producer.produce, self.topic
+        for _ in range(count):
+            if invalid_rate and rng.random() < invalid_rate:
+                key, value = poison_record(rng)[1:]
+                self.stats.poison += 1
+            else:
+                order = random_order(rng)
+                key, value = order["orderId"].encode(), avro_serialize(order)
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                produce_patiently(self.producer, topic, key=key, value=value)
+        self.stats.sent += count
+        self.producer.poll(0)
+        if not self.reports.every_record:
+            self.reports.events.count_unlogged(count)
 
 
 def describe(key: Optional[bytes], value: Optional[bytes]) -> str:
@@ -182,19 +187,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     tune_for_streaming()
     next_send = last_publish = time.monotonic()
     while not stop.requested and (args.count is None or stats.sent < args.count):
+        burst = OrderProducer.POLL_EVERY if args.count is None else min(OrderProducer.POLL_EVERY, args.count - stats.sent)
         if interval:
             wait = next_send - time.monotonic()
             if wait > 0:
                 producer.poll(min(wait, 0.5))
                 continue
             next_send = max(next_send + interval, time.monotonic() - 1.0)  # no burst after a stall
-        sender.send_one(rng, args.invalid_rate)
-        if interval or stats.sent % OrderProducer.POLL_EVERY == 0:
-            events.tick()
-            if time.monotonic() - last_publish >= METRICS_INTERVAL_S:
-                sender.settle()
-                stats.publish()
-                last_publish = time.monotonic()
+            burst = 1
+        sender.send(rng, args.invalid_rate, burst)
+        events.tick()
+        if time.monotonic() - last_publish >= METRICS_INTERVAL_S:
+            sender.settle()
+            stats.publish()
+            last_publish = time.monotonic()
     log.info("Flushing %d pending record(s)", len(producer))
     remaining = producer.flush(FLUSH_TIMEOUT_S)
     if remaining:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 
 from confluent_kafka import Producer
@@ -18,10 +19,10 @@ def test_failures_are_counted_and_never_reported_as_delivered_when_only_errors_a
     nobody_listens = f"127.0.0.1:{free_port()}"
     producer = Producer({"bootstrap.servers": nobody_listens, "message.timeout.ms": 1000, **reports.client_settings()})
     sender = OrderProducer(producer, "orders", reports)
-    for n in range(10):
-        sender.send(b"key-%d" % n, b"value")
+    sender.send(random.Random(1), invalid_rate=0.3, count=10)
     sender.settle()
     assert (stats.sent, stats.delivered, stats.failed) == (10, 0, 0)  # all still queued
+    assert 0 < stats.poison < 10
     deadline = time.monotonic() + 30
     while stats.failed < 10 and time.monotonic() < deadline:
         producer.poll(0.1)
