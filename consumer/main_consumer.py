@@ -45,7 +45,7 @@ CONSUMER_DEFAULTS = {
     # Throughput: large fetches, with the prefetch queue bounded to keep memory in check.
     "fetch.max.bytes": 52_428_800,
     "max.partition.fetch.bytes": 10_485_760,
-    "queued.max.messages.kbytes": 65_536,
+    "queued.max.messages.kbytes": 16_384,
     # How long the broker may hold a fetch with no new data. Kafka answers as soon as
     # data arrives anyway; brokers that wait it out (Tansu) add it to every record's latency.
     "fetch.wait.max.ms": 10,
