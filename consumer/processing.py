@@ -20,7 +20,6 @@ RETRY = "retry"
 DEAD_LETTER = "dead-letter"
 
 
-
 class Verdict(NamedTuple):
     route: str
     attempt: int
@@ -37,7 +36,7 @@ def process_order(order: Order, attempt: int, simulator: FailureSimulator) -> No
 def evaluate(
     value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator
 ) -> Verdict:
-    attempt = get_retry_count(headers) + 1
+    attempt = get_retry_count(headers) + 1 if headers else 1  # most records carry no headers
     try:
         record = avro_deserialize(value)  # type: ignore[arg-type]
     except AvroDecodeError as exc:
