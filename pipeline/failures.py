@@ -7,7 +7,6 @@ so a test can compute which orders were retried and which end in the DLQ.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Optional
 
 from pipeline.errors import TransientProcessingError
@@ -29,11 +28,16 @@ def attempt_draw(order_id: str, attempt: int, seed: int) -> float:
     return h / 2**32
 
 
-@dataclass(frozen=True)
 class FailureSimulator:
-    fail_rate: float = 0.1
-    fail_product: Optional[str] = None
-    seed: int = 0
+    """Which processing attempts fail; ``active`` is False when none ever does (the hot path asks it first)."""
+
+    __slots__ = ("fail_rate", "fail_product", "seed", "active")
+
+    def __init__(self, fail_rate: float = 0.1, fail_product: Optional[str] = None, seed: int = 0) -> None:
+        self.fail_rate = fail_rate
+        self.fail_product = fail_product
+        self.seed = seed
+        self.active = fail_rate > 0 or fail_product is not None
 
     def check(self, order_id: str, product: str, attempt: int) -> None:
         """Raise TransientProcessingError if this attempt is chosen to fail."""

@@ -49,6 +49,10 @@ class EventLog:
         self._suppressed += 1
         return False
 
+    def lines_left(self) -> int:
+        """Event lines this second may still write: 0 at high rates, when callers may skip offering them."""
+        return self.max_lines_per_second - self._lines_in_window
+
     def count_unlogged(self, events: int) -> None:
         """Count events that were never offered a line, so that the summaries report them."""
         self._suppressed += events

@@ -28,8 +28,8 @@ class OffsetTracker:
         self._open.setdefault(partition, deque()).append(offset)
         self._consumed_to[partition] = offset + 1
 
-    def done_at_once(self, partition: Partition, offset: int) -> None:
-        """A record consumed and done in one step (processed): the hot path."""
+    def consumed(self, partition: Partition, offset: int) -> None:
+        """Records up to ``offset`` were consumed; those not tracked as open are done (processed)."""
         self._consumed_to[partition] = offset + 1
 
     def complete(self, partition: Partition, offset: int) -> None:

@@ -3,33 +3,46 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, TypedDict
 
 from pipeline.errors import ValidationError
 
+_INFINITY = math.inf
 
-class Order(NamedTuple):
-    order_id: str
+
+class Order(TypedDict):
+    """A valid order, as fastavro decodes it (the schema's field names): no copy is made of it."""
+
+    orderId: str
     product: str
     price: float
 
 
-def validate_order(record: dict[str, Any]) -> Order:
-    """Return the order if orderId and product are non-empty and price is finite and >= 0."""
-    order_id = record.get("orderId")
-    product = record.get("product")
-    price = record.get("price")
+def is_valid_order(record: dict[str, Any]) -> bool:
+    """orderId and product are non-blank strings and price is a finite float >= 0: one expression for the hot path."""
+    try:
+        order_id, product, price = record["orderId"], record["product"], record["price"]
+    except KeyError:
+        return False
     if (
-        type(order_id) is str and order_id and not order_id.isspace()
+        type(price) is float and 0.0 <= price < _INFINITY
+        and type(order_id) is str and order_id and not order_id.isspace()
         and type(product) is str and product and not product.isspace()
-        and type(price) is float and 0.0 <= price < math.inf
     ):
-        return Order(order_id, product, price)  # the common case, checked in one expression
-    return _reject(order_id, product, price)
+        return True
+    return False
 
 
-def _reject(order_id: Any, product: Any, price: Any) -> Order:
+def validate_order(record: dict[str, Any]) -> Order:
+    """Return the record as an Order, or raise ValidationError naming the rule it breaks."""
+    if is_valid_order(record):
+        return record  # type: ignore[return-value]
+    return _reject(record)
+
+
+def _reject(record: dict[str, Any]) -> Order:
     """The slow path: say exactly which rule the order breaks (or accept an int price)."""
+    order_id, product, price = record.get("orderId"), record.get("product"), record.get("price")
     if not isinstance(order_id, str) or not order_id.strip():
         raise ValidationError("orderId is empty")
     if not isinstance(product, str) or not product.strip():
@@ -40,4 +53,4 @@ def _reject(order_id: Any, product: Any, price: Any) -> Order:
         raise ValidationError(f"order {order_id}: price is not finite ({price:.6g})")
     if price < 0:
         raise ValidationError(f"order {order_id}: price is negative ({price:.6g})")
-    return Order(order_id, product, float(price))
+    return Order(orderId=order_id, product=product, price=float(price))

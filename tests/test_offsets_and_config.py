@@ -25,13 +25,13 @@ def test_commit_position_advances_only_contiguously():
     assert tracker.pending() == 0
 
 
-def test_records_done_at_once_wait_behind_open_ones():
+def test_records_consumed_wait_behind_open_ones():
     tracker = OffsetTracker()
     tracker.start(P, 5)
-    tracker.done_at_once(P, 5)
+    tracker.consumed(P, 5)
     assert tracker.position(P) == 6
     tracker.track(P, 6)  # routed, waiting for its acknowledgement
-    tracker.done_at_once(P, 7)
+    tracker.consumed(P, 7)
     assert tracker.position(P) == 6
     tracker.complete(P, 6)
     assert tracker.position(P) == 8 and tracker.pending(P) == 0
@@ -49,7 +49,7 @@ def test_commit_position_matches_a_naive_model_in_any_order_of_acknowledgements(
                 tracker.track(P, offset)
                 unacked.append(offset)
             else:
-                tracker.done_at_once(P, offset)
+                tracker.consumed(P, offset)
                 done.add(offset)
             while unacked and rng.random() < 0.4:
                 acked = unacked.pop(rng.randrange(len(unacked)))

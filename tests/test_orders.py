@@ -14,7 +14,7 @@ def test_random_orders_fit_the_demo_ranges():
     for order in orders:
         assert 10.0 <= order["price"] <= 100.0
         assert round(order["price"], 2) == order["price"]
-        assert validate_order(avro_deserialize(avro_serialize(order))).order_id == order["orderId"]
+        assert validate_order(avro_deserialize(avro_serialize(order)))["orderId"] == order["orderId"]
 
 
 def test_order_ids_differ_across_generators_with_the_same_seed():

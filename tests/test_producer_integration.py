@@ -26,9 +26,9 @@ def test_producer_delivers_distinct_valid_orders(runner: ScriptRunner, topics: T
     records = read_all(bootstrap, topics.orders)
     assert len(records) == 1000
     orders = [validate_order(avro_deserialize(r.value)) for r in records]
-    assert len({o.order_id for o in orders}) == 1000
-    assert all(r.key == o.order_id.encode() for r, o in zip(records, orders))
-    assert {o.product for o in orders} == {f"Item{n}" for n in range(1, 6)}
+    assert len({o["orderId"] for o in orders}) == 1000
+    assert all(r.key == o["orderId"].encode() for r, o in zip(records, orders))
+    assert {o["product"] for o in orders} == {f"Item{n}" for n in range(1, 6)}
 
 
 def test_producer_creates_the_topic_with_the_partition_count(runner: ScriptRunner, topics: Topics, bootstrap: str):

@@ -19,7 +19,7 @@ GOOD = {"orderId": "o-1", "product": "Item1", "price": 12.5}
 
 def test_valid_order():
     order = validate_order(GOOD)
-    assert (order.order_id, order.product, order.price) == ("o-1", "Item1", 12.5)
+    assert (order["orderId"], order["product"], order["price"]) == ("o-1", "Item1", 12.5)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_invalid_orders(change):
 
 
 def test_zero_price_is_valid():
-    assert validate_order({**GOOD, "price": 0.0}).price == 0.0
+    assert validate_order({**GOOD, "price": 0.0})["price"] == 0.0
 
 
 @given(st.dictionaries(st.sampled_from(["orderId", "product", "price", "x"]),
