@@ -9,8 +9,7 @@ Reading never raises: headers may come from any producer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 HeaderValue = Union[bytes, str, None]
 Headers = list[tuple[str, bytes]]
@@ -93,8 +92,7 @@ def get_retry_count(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> int
     return 0 if count is None else count
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a record was first consumed from before it was routed."""
 
     topic: str
@@ -135,8 +133,7 @@ def with_source(headers: Optional[Sequence[tuple[str, HeaderValue]]], source: tu
     return kept + [(SOURCE_TOPIC, _encode(topic)), (SOURCE_PARTITION, _encode(partition)), (SOURCE_OFFSET, _encode(offset))]
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """Why a record is being routed: stage, error and the human-readable reason."""
 
     stage: str
@@ -151,6 +148,8 @@ class Failure:
 
 
 def _encode(value: object) -> bytes:
+    if type(value) is str and len(value) <= MAX_MESSAGE_CHARS:
+        return value.encode("utf-8", errors="replace")  # the common case
     if type(value) is int:
         return b"%d" % value
     text = str(value)
@@ -191,6 +190,7 @@ def routed_headers(
         copy = _without(headers, MANAGED - {REPLAYED_AT})  # a replay mark stays for the record's history
     else:
         origin, first_failure, copy = current, None, []
+    now = b"%d" % now_ms
     copy += [
         (RETRY_COUNT, b"%d" % retry_count),
         (ERROR, _encode(failure.reason)),
@@ -204,8 +204,8 @@ def routed_headers(
         (ERROR_STAGE, failure.stage.encode()),
         (ERROR_CLASS, failure.error_class.encode()),
         (ERROR_MESSAGE, _encode(failure.error_message)),
-        (FIRST_FAILURE, b"%d" % (first_failure if first_failure is not None else now_ms)),
-        (LAST_FAILURE, b"%d" % now_ms),
+        (FIRST_FAILURE, now if first_failure is None else b"%d" % first_failure),
+        (LAST_FAILURE, now),
         (SOURCE_TOPIC, current.topic.encode()),
         (SOURCE_PARTITION, b"%d" % current.partition),
         (SOURCE_OFFSET, b"%d" % current.offset),

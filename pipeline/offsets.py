@@ -25,7 +25,10 @@ class OffsetTracker:
 
     def track(self, partition: Partition, offset: int) -> None:
         """Register a consumed record that is not done yet, in consumption order."""
-        self._open.setdefault(partition, deque()).append(offset)
+        open_offsets = self._open.get(partition)
+        if open_offsets is None:
+            open_offsets = self._open[partition] = deque()
+        open_offsets.append(offset)
         self._consumed_to[partition] = offset + 1
 
     def consumed(self, partition: Partition, offset: int) -> None:
