@@ -35,9 +35,9 @@ class FailureSimulator:
 
     def __init__(self, fail_rate: float = 0.1, fail_product: Optional[str] = None, seed: int = 0) -> None:
         self.fail_rate = fail_rate
-        self.fail_product = fail_product
+        self.fail_product = fail_product or None  # an empty name is no product
         self.seed = seed
-        self.active = fail_rate > 0 or fail_product is not None
+        self.active = fail_rate > 0 or self.fail_product is not None
 
     def check(self, order_id: str, product: str, attempt: int) -> None:
         """Raise TransientProcessingError if this attempt is chosen to fail."""
