@@ -180,22 +180,26 @@ class MainConsumer:
     def _handle_run(self, partition: tuple[str, int], records: Iterable[Message]) -> None:
         """Records of one partition, in offset order.
 
-        The common record (no headers: a first attempt; a valid order; processed
-        without error) only adds to the partition's sums, and the run moves the
-        commit position once at its end. Every other record, and every record
-        while this second's event lines last (demo rates), takes :meth:`handle`.
+        While this second's event lines last (demo rates), each record takes
+        :meth:`handle` and gets its line. After that, the common record (no
+        headers: a first attempt; a valid order; processed without error) only
+        adds to the partition's sums, and the run moves the commit position
+        once at its end; every other record still takes :meth:`handle`.
         """
         stats = self.partitions.get(partition)
-        if stats is None or self.routed_before.get(partition) or self.events.lines_left():
-            for msg in records:
-                if msg.error() is None:
-                    self.handle(msg)
-                else:
-                    _report(msg.error())
+        remaining = iter(records)
+        if stats is None or self.routed_before.get(partition):
+            for msg in remaining:
+                self._handle_one(msg)
             return
+        while self.events.lines_left():
+            msg = next(remaining, None)
+            if msg is None:
+                return
+            self._handle_one(msg)
         simulator = self.simulator
         count, total, last = 0, 0.0, None
-        for msg in records:
+        for msg in remaining:
             if msg.error() is not None:
                 _report(msg.error())
                 continue
@@ -218,6 +222,12 @@ class MainConsumer:
         self.events.count_unlogged(count)
         if last is not None:
             self.tracker.consumed(partition, last.offset())
+
+    def _handle_one(self, msg: Message) -> None:
+        if msg.error() is None:
+            self.handle(msg)
+        else:
+            _report(msg.error())
 
     def handle(self, msg: Message) -> None:
         """decode -> validate -> process -> route one record, with its event line; never raises for bad data."""
