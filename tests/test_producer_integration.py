@@ -16,7 +16,7 @@ from tests.kafka_helpers import ROOT, ScriptRunner, Topics, read_all, wait_until
 pytestmark = pytest.mark.integration
 
 SCRIPTS = ["producer.producer", "consumer.main_consumer", "retry.retry_consumer", "dlq.dlq_consumer", "devbroker", "demo",
-           "consumer.stats", "dashboard", "bench"]
+           "consumer.stats", "dashboard", "bench", "bench.per_record"]
 
 
 def test_producer_delivers_distinct_valid_orders(runner: ScriptRunner, topics: Topics, bootstrap: str):
