@@ -14,8 +14,8 @@ import argparse
 import logging
 import time
 from collections import Counter
-from itertools import groupby
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Iterable, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
