@@ -241,7 +241,7 @@ class MainConsumer:
             copy = routed_before.pop(offset, None)
             if copy is not None:
                 self.tracker.track(partition, offset)
-                self._routed_before_restart(msg, copy)
+                self._routed_before_restart(msg, partition, copy)
                 return
         verdict = evaluate(msg.value(), msg.headers(), self.simulator)
         if verdict.route != PROCESSED:
@@ -259,19 +259,17 @@ class MainConsumer:
         """Send a copy to the retry topic or the DLQ; the record is done once the copy is acknowledged."""
         self.tracker.track(partition, msg.offset())
         if verdict.route == RETRY:
-            self._retry(msg, verdict)
+            self._retry(msg, partition, verdict)
         else:
-            self._dead_letter(msg, verdict)
+            self._dead_letter(msg, partition, verdict)
 
-    def _count(self, msg: Message, retried: int = 0, dead: int = 0) -> None:
-        stats = self.partitions[(msg.topic(), msg.partition())]
-        stats.retried += retried
-        stats.dead_lettered += dead
-
-    def _routed_before_restart(self, msg: Message, copy: tuple[str, int, int]) -> None:
-        to_retry = copy[0] == self.args.retry_topic
-        self._count(msg, retried=int(to_retry), dead=int(not to_retry))
-        self.tracker.complete((msg.topic(), msg.partition()), msg.offset())
+    def _routed_before_restart(self, msg: Message, partition: tuple[str, int], copy: tuple[str, int, int]) -> None:
+        stats = self.partitions[partition]
+        if copy[0] == self.args.retry_topic:
+            stats.retried += 1
+        else:
+            stats.dead_lettered += 1
+        self.tracker.complete(partition, msg.offset())
         self.events.event("Skipping %s[%d]@%d: already routed to %s[%d]@%d before the restart", msg.topic(),
                           msg.partition(), msg.offset(), *copy)
 
@@ -282,21 +280,21 @@ class MainConsumer:
             order["orderId"], attempt, order["price"], owned.average, owned.processed,
         )
 
-    def _retry(self, msg: Message, verdict: Verdict) -> None:
+    def _retry(self, msg: Message, partition: tuple[str, int], verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.order is not None
         delay_s = self.backoff.delay_s(verdict.attempt)
         self.router.send_back_to_retry(msg, verdict.failure, verdict.attempt, now_ms() + int(delay_s * 1000) + 1)
-        self._count(msg, retried=1)
+        self.partitions[partition].retried += 1
         self.routing_counts[("retry", verdict.failure.stage, verdict.failure.error_class)] += 1
         self.events.event(
             "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
             verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic, delay_s,
         )
 
-    def _dead_letter(self, msg: Message, verdict: Verdict) -> None:
+    def _dead_letter(self, msg: Message, partition: tuple[str, int], verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.dlq_reason is not None
         self.router.send_to_dlq(msg, verdict.failure, verdict.attempt, verdict.dlq_reason)
-        self._count(msg, dead=1)
+        self.partitions[partition].dead_lettered += 1
         self.routing_counts[("dlq", verdict.dlq_reason)] += 1
         self.events.event(
             "Dead-lettering %s[%d]@%d key=%s -> %s: %s",
