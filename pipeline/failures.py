@@ -15,11 +15,15 @@ from pipeline.errors import TransientProcessingError
 def attempt_draw(order_id: str, attempt: int, seed: int) -> float:
     """A number in [0, 1) fixed by (seed, orderId, attempt), the same in every process.
 
-    CRC-32 of the orderId (seeded) is cheap but linear, so the attempt is mixed
-    in by MurmurHash3's finalizer: the attempts of one order are independent.
-    It runs for every record, so it builds no intermediate string.
+    The first attempt, drawn for every record, takes the seeded CRC-32 of the
+    orderId as it is: uniform, and one C call. CRC-32 is linear, so a later
+    attempt mixes the attempt number in with MurmurHash3's finalizer, which
+    makes the attempts of one order independent of each other and of the first.
     """
-    h = zlib.crc32(order_id.encode("utf-8", "replace"), seed & 0xFFFFFFFF) ^ ((attempt * 0x9E3779B1) & 0xFFFFFFFF)
+    h = zlib.crc32(order_id.encode("utf-8", "replace"), seed & 0xFFFFFFFF)
+    if attempt == 1:
+        return h / 2**32
+    h ^= (attempt * 0x9E3779B1) & 0xFFFFFFFF
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF
     h ^= h >> 13

@@ -55,9 +55,12 @@ def test_failure_schedule_is_deterministic_and_near_the_rate():
     assert attempt_draw("order-1", 1, seed=3) != attempt_draw("order-1", 1, seed=4)
 
 
-def test_attempts_of_one_order_fail_independently():
-    ids = [f"{i:08d}-aaaa-bbbb-cccc-000000000000" for i in range(40000)]
-    both = sum(attempt_draw(i, 1, 0) < 0.1 and attempt_draw(i, 2, 0) < 0.1 for i in ids) / len(ids)
+@pytest.mark.parametrize("make_id", [lambda i: f"{i:08d}-aaaa-bbbb-cccc-000000000000", lambda i: f"order-{i}"])
+@pytest.mark.parametrize("first,second", [(1, 2), (1, 3), (2, 3)])
+def test_attempts_of_one_order_fail_independently(make_id, first, second):
+    ids = [make_id(i) for i in range(40000)]
+    assert 0.09 < sum(attempt_draw(i, second, 0) < 0.1 for i in ids) / len(ids) < 0.11
+    both = sum(attempt_draw(i, first, 0) < 0.1 and attempt_draw(i, second, 0) < 0.1 for i in ids) / len(ids)
     assert 0.007 < both < 0.013  # 0.1 * 0.1
 
 
