@@ -51,15 +51,19 @@ class Script:
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
 
     def sample_rss(self, progress: float) -> None:
+        """RSS now and peak RSS so far (VmHWM) of the script with its child processes (the main
+        consumer's routing worker), added up: the peak is then an upper bound."""
         if self.process.poll() is not None:
             return  # finished (the producer ends before the consumers)
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        rss = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-        peak = int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+        rss = peak = 0.0
+        for pid in [self.process.pid, *children_of(self.process.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rss += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+            peak += int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
         self.peak_rss_mb = max(self.peak_rss_mb, peak)
         self.rss_samples.append((progress, rss))
 
@@ -79,6 +83,19 @@ class Script:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
 
 
 def start(module: str, bootstrap: str, topics: Topics, *args: str, log_dir: Path) -> Script:

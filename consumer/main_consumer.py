@@ -5,7 +5,9 @@ Run: ``python -m consumer.main_consumer [--fail-rate R] [--fail-product ItemN] [
 Per batch: poll -> decode -> validate -> process -> route -> checkpoint. The
 running average is kept per partition and checkpointed in the stats topic with
 the next offset to apply, so it survives restarts and rebalances and no record
-is applied twice; see pipeline/checkpointed.py.
+is applied twice; see pipeline/checkpointed.py. Copies to the retry topic and
+the DLQ are made by a child process (pipeline/routing_worker.py): this thread
+decides and hands them over; a record counts as done once its copy is acknowledged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -34,6 +36,7 @@ from pipeline.logs import EventLog, setup_logging
 from pipeline.offsets import OffsetTracker
 from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
+from pipeline.routing_worker import RoutingWorker
 from pipeline.shutdown import StopFlag
 from pipeline.summary import write_json_atomic
 from pipeline.validation import Order
@@ -110,7 +113,7 @@ class PartitionStats:
 class MainConsumer:
     """Per-partition state of the running average, and what to do with each record."""
 
-    def __init__(self, args: argparse.Namespace, router: Router, tracker: OffsetTracker) -> None:
+    def __init__(self, args: argparse.Namespace, router: Union[Router, RoutingWorker], tracker: OffsetTracker) -> None:
         self.args = args
         self.router = router
         self.tracker = tracker
@@ -370,7 +373,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     stop = StopFlag().install()
-    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.retry_topic, args.dlq_topic])
+    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.retry_topic, args.dlq_topic],
+                  route_in_child=True)
     if wiring is None:
         return 0
     producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
@@ -389,6 +393,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             started = time.monotonic()
             state.handle_batch(msgs)
             state.observe_batch(msgs, started)
+            router.serve()
             producer.poll(0)
             worker.checkpoint_if_due()
             if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
@@ -400,7 +405,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         log.info("Shutting down: flushing routed copies, checkpointing, committing, closing the consumer")
         final = state.global_stats(worker.known, args.group_id)
-        worker.close()
+        wiring.close()
         write_summary(args.summary_file, final)
         log.info("Stopped. processed=%d average=%s retried=%d dead-lettered=%d", final.processed,
                  _fmt(final.average), final.retried, final.dead_lettered)

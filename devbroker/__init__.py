@@ -5,22 +5,18 @@ Tansu keeps everything in memory: stopping it loses all topics and records.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import IO, Optional, Union
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from pipeline.shutdown import die_with_parent
+
 log = logging.getLogger("devbroker")
-
-_PR_SET_PDEATHSIG = 1
-
 
 class BrokerError(RuntimeError):
     """The dev broker could not be started."""
@@ -56,12 +52,6 @@ def broker_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to stop the broker if the process that started it dies (even by kill -9)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class DevBroker:
     """A Tansu process on ``host:port``; use as a context manager or call start()/stop()."""
 
@@ -92,7 +82,7 @@ class DevBroker:
             stdout=self.output,
             stderr=subprocess.STDOUT if self.output is not None else None,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,  # Ctrl+C reaches us, and we stop Tansu in order
         )
         deadline = time.monotonic() + ready_timeout_s

@@ -18,7 +18,7 @@ import logging
 import time
 from functools import partial
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Union
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -29,6 +29,7 @@ from pipeline.copies import CopyLedger, find_copies
 from pipeline.offsets import OffsetTracker, Partition
 from pipeline.reading import partitions_of
 from pipeline.routing import Router, Source
+from pipeline.routing_worker import RoutingWorker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,16 @@ FLUSH_TIMEOUT_S = 30.0
 
 def describe(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partitions"
+
+
+class Copier(Protocol):
+    """Whatever produces the routed copies: the producer itself, or a RoutingWorker."""
+
+    def __len__(self) -> int:
+        """Copies not yet acknowledged."""
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every copy is acknowledged; return how many are not."""
 
 
 class PartitionRole(Protocol):
@@ -73,6 +84,7 @@ class CheckpointedConsumer:
         self.producer = producer
         self.store = store
         self.target_topics = target_topics
+        self.copies: Copier = producer  # what makes the routed copies; a RoutingWorker in the main consumer
         self.role: Optional[PartitionRole] = None
         self.tracker = OffsetTracker()
         self.ledger = CopyLedger()
@@ -81,10 +93,10 @@ class CheckpointedConsumer:
         self._saved: dict[Partition, Checkpoint] = {}
         self._last_checkpoint = time.monotonic()
 
-    def acked(self, source: Source, copy: Message) -> None:
+    def acked(self, source: Source, copy: Source) -> None:
         """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
         topic, partition, offset = source
-        self.ledger.copied((topic, partition), offset, (copy.topic(), copy.partition()), copy.offset())
+        self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
         self.tracker.complete((topic, partition), offset)
 
     def subscribe(self, topics: list[str], role: PartitionRole) -> None:
@@ -155,8 +167,8 @@ class CheckpointedConsumer:
         self._last_checkpoint = time.monotonic()
         if self.role is None:
             return
-        if len(self.producer) or final:
-            self.producer.flush(FLUSH_TIMEOUT_S)
+        if len(self.copies) or final:
+            self.copies.flush(FLUSH_TIMEOUT_S)
         owned = [p for p in self._bases if partitions is None or p in partitions]
         commits: list[TopicPartition] = []
         for partition in owned:
@@ -232,7 +244,15 @@ class Wiring:
     producer: Producer
     consumer: Consumer
     worker: CheckpointedConsumer
-    router: Router
+    router: Union[Router, RoutingWorker]
+
+    def close(self) -> None:
+        """Checkpoint and leave the group (:meth:`CheckpointedConsumer.close`), then stop a routing worker."""
+        try:
+            self.worker.close()
+        finally:
+            if isinstance(self.router, RoutingWorker):
+                self.router.close()
 
 
 def wire(
@@ -241,8 +261,13 @@ def wire(
     consumer_defaults: dict[str, Any],
     producer_defaults: dict[str, Any],
     target_topics: list[str],
+    route_in_child: bool = False,
 ) -> Optional[Wiring]:
-    """Create the topics, then the clients, checkpoint store and router; None if stopped while waiting for the broker."""
+    """Create the topics, then the clients, checkpoint store and router; None if stopped while waiting for the broker.
+
+    ``route_in_child``: copies are made by a :class:`RoutingWorker` process
+    (the main consumer, whose thread is the bottleneck at high failure rates).
+    """
     clients = Clients(ClientSettings(args), args.group_id)
     topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
     if not (
@@ -250,9 +275,14 @@ def wire(
         and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
     ):
         return None
-    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED, warm_up=[*target_topics, args.stats_topic])
+    producer_topics = [args.stats_topic] if route_in_child else [*target_topics, args.stats_topic]
+    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED, warm_up=producer_topics)
     consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
     store = CheckpointStore(clients, args.stats_topic, args.group_id)
     worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics)
-    router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
+    router: Union[Router, RoutingWorker]
+    if route_in_child:
+        router = worker.copies = RoutingWorker(args, producer_defaults, PRODUCER_ENFORCED, worker.acked)
+    else:
+        router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
     return Wiring(clients, producer, consumer, worker, router)

@@ -1,7 +1,8 @@
 """Sending records on to the retry topic, the DLQ or back to ``orders``, without losing any.
 
 The source record's offset may be committed only once its copy is acknowledged
-by the broker: the delivery report calls ``on_acked(source, copy)``. A copy
+by the broker: the delivery report calls ``on_acked(source, copy)`` with the
+(topic, partition, offset) of both. A copy
 that fails delivery is produced again, so the offset stays uncommitted until
 the copy is really stored. Key and value are passed through byte for byte;
 every copy names its source in the ``orders.source.*`` headers. The one
@@ -25,7 +26,7 @@ from pipeline.headers import (
 log = logging.getLogger(__name__)
 
 Source = tuple[str, int, int]
-AckCallback = Callable[[Source, Message], None]
+AckCallback = Callable[[Source, Source], None]  # (source, copy)
 # Copies carry any record another producer could write; the broker's own limit then decides.
 ROUTED_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
@@ -78,6 +79,10 @@ class Router:
         )
         self._send(self.dlq_topic, msg.key(), msg.value(), headers, _source(msg))
 
+    def serve(self) -> None:
+        """Serve the delivery reports that arrived (call once per loop)."""
+        self.producer.poll(0)
+
     def redrive(self, msg: Message, topic: str) -> None:
         """Send ``msg`` to ``topic`` with its key, value and headers, naming its source."""
         source = _source(msg)
@@ -111,7 +116,7 @@ class Router:
         err: Optional[KafkaError], msg: Message,
     ) -> None:
         if err is None:
-            self.on_acked(source, msg)
+            self.on_acked(source, (msg.topic(), msg.partition(), msg.offset()))
             return
         if err.code() in _TOO_LARGE and value is not None:
             self._send_stub(key, value, headers, source, err.str())

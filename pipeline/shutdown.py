@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 from types import FrameType
 from typing import Optional
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
 
 
 class StopFlag:
@@ -28,3 +32,9 @@ class StopFlag:
             os._exit(130)
         self.requested = True
         log.info("%s received: shutting down cleanly (send it again to exit at once)", signal.Signals(signum).name)
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``signum`` to this process when the process that started it dies (even by kill -9)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)

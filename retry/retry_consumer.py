@@ -224,7 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             state.events.tick()
     finally:
         log.info("Shutting down: %d waiting record(s) stay in %s for the next run", len(state.schedule), args.retry_topic)
-        worker.close()
+        wiring.close()
         log.info("Stopped. re-driven=%d dead-lettered=%d", state.redriven, state.dead_lettered)
     return 0
 

@@ -1,0 +1,139 @@
+"""The routing worker makes the same copies as an in-process Router, acknowledges each, and dies with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from confluent_kafka import Message, Producer
+
+from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args
+from pipeline.checkpointed import PRODUCER_ENFORCED
+from pipeline.errors import PipelineError
+from pipeline.headers import (
+    DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, source_of,
+)
+from pipeline.routing import Router
+from pipeline.routing_worker import RoutingWorker
+from tests.kafka_helpers import ROOT, Topics, create_topics, read_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAILURE = Failure("process", "TransientProcessingError", "simulated transient failure (attempt 1)", "boom")
+# Differ between two copies of one record by when they were made, not by who made them.
+TIMES = {FIRST_FAILURE, LAST_FAILURE}
+
+
+def worker_args(bootstrap: str, topics: Topics) -> list[str]:
+    return ["--bootstrap-servers", bootstrap, "--orders-topic", topics.orders, "--retry-topic", topics.retry,
+            "--dlq-topic", topics.dlq]
+
+
+def sources(topic: str, count: int) -> list[Message]:
+    """Consumed records as the main consumer sees them: some with foreign headers, one a tombstone."""
+    return [
+        Message(topic=topic, partition=i % 3, offset=100 + i, timestamp=(1, 1_700_000_000_000 + i),
+                key=f"order-{i}".encode(), value=None if i == 7 else f"value-{i}".encode(),
+                headers=[("trace", f"t{i}".encode())] if i % 4 == 0 else None)
+        for i in range(count)
+    ]
+
+
+def route(router, msgs: list[Message]) -> None:
+    for i, msg in enumerate(msgs):
+        if i % 5 == 4:
+            router.send_to_dlq(msg, FAILURE, 1, "invalid order")
+        else:
+            router.send_back_to_retry(msg, FAILURE, 1, 1_800_000_000_000 + i)
+
+
+def by_source(bootstrap: str, topics: Topics) -> dict:
+    copies = read_all(bootstrap, topics.retry) + read_all(bootstrap, topics.dlq)
+    return {source_of(record.headers): record for record in copies}
+
+
+def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap: str) -> None:
+    msgs = sources("orders", 60)
+    made: dict[str, dict] = {}
+    for how in ("in-process", "worker"):
+        topics = Topics.unique()
+        create_topics(bootstrap, [topics.retry, topics.dlq])
+        args = parse_args(worker_args(bootstrap, topics))
+        acked: dict = {}
+        if how == "worker":
+            router = RoutingWorker(args, PRODUCER_DEFAULTS, PRODUCER_ENFORCED, acked.__setitem__)
+            try:
+                route(router, msgs)
+                router.serve()
+                assert router.flush(30) == 0
+                assert len(router) == 0
+            finally:
+                router.close()
+        else:
+            producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **PRODUCER_ENFORCED})
+            route(Router(producer, topics.retry, topics.dlq, acked.__setitem__), msgs)
+            assert producer.flush(30) == 0
+        copies = by_source(bootstrap, topics)
+        assert set(acked) == {(m.topic(), m.partition(), m.offset()) for m in msgs}
+        for source, (topic, partition, offset) in acked.items():
+            assert (copies[source].topic, copies[source].partition, copies[source].offset) == (topic, partition, offset)
+        made[how] = {
+            source: (r.topic == topics.dlq, r.key, r.value, [(k, v) for k, v in r.headers if k not in TIMES])
+            for source, r in copies.items()
+        }
+    assert made["worker"] == made["in-process"]
+    one = made["worker"][("orders", 1, 101)]
+    assert dict(one[3])[RETRY_COUNT] == b"1" and dict(one[3])[ERROR] == b"boom" and RETRY_DUE in dict(one[3])
+    assert dict(made["worker"][("orders", 1, 104)][3])[DLQ_REASON] == b"invalid order"
+
+
+def test_a_dead_worker_stops_the_consumer_with_a_readable_error(bootstrap: str) -> None:
+    topics = Topics.unique()
+    create_topics(bootstrap, [topics.retry, topics.dlq])
+    router = RoutingWorker(parse_args(worker_args(bootstrap, topics)), PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
+                           lambda source, copy: None)
+    try:
+        os.kill(router.pid, signal.SIGKILL)
+        route(router, sources("orders", 3))
+        with pytest.raises(PipelineError, match="routing worker ended"):
+            router.flush(10)
+    finally:
+        router.close()
+
+
+def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path) -> None:
+    """A copy made after the parent died could land after the next owner's scan, and be made twice."""
+    topics = Topics.unique()
+    create_topics(bootstrap, [topics.retry, topics.dlq])
+    pid_file = tmp_path / "worker.pid"
+    code = (
+        "import sys, time\n"
+        "from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args\n"
+        "from pipeline.checkpointed import PRODUCER_ENFORCED\n"
+        "from pipeline.routing_worker import RoutingWorker\n"
+        "worker = RoutingWorker(parse_args(sys.argv[2:]), PRODUCER_DEFAULTS, PRODUCER_ENFORCED, lambda s, c: None)\n"
+        "open(sys.argv[1], 'w').write(str(worker.pid))\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file), *worker_args(bootstrap, topics)], cwd=ROOT)
+    try:
+        child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the worker's pid"))
+        assert alive(child)
+        parent.kill()
+        parent.wait(30)
+        wait_until(lambda: not alive(child), 10, what="the worker to die with its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
