@@ -219,8 +219,10 @@ class CheckpointedConsumer:
 
     def close(self) -> None:
         """Flush, checkpoint and commit what is done, then leave the group: in that order."""
-        self.checkpoint(final=True)
-        self.consumer.close()
+        try:
+            self.checkpoint(final=True)
+        finally:
+            self.consumer.close()
 
     def _drop(self, partitions: set[Partition]) -> None:
         self.tracker.forget(partitions)

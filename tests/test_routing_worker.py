@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, Producer
@@ -18,7 +19,7 @@ from pipeline.headers import (
 )
 from pipeline.routing import Router
 from pipeline.routing_worker import RoutingWorker
-from tests.kafka_helpers import ROOT, Topics, create_topics, read_all, wait_until
+from tests.kafka_helpers import ROOT, ScriptRunner, Topics, create_topics, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +105,18 @@ def test_a_dead_worker_stops_the_consumer_with_a_readable_error(bootstrap: str) 
         router.close()
 
 
+def test_the_main_consumer_stops_in_one_line_when_its_worker_dies(runner: ScriptRunner) -> None:
+    main = runner.start("consumer.main_consumer", "--fail-rate", "0")
+    runner.wait_until(lambda: "Assigned" in main.output(), 60, "the main consumer's partitions")
+    workers = children_of(main.process.pid)
+    assert len(workers) == 1
+    main.stopped = True  # it is to exit by itself
+    os.kill(workers[0], signal.SIGKILL)
+    assert main.process.wait(30) == 1
+    assert "error: the routing worker ended" in main.output()
+    assert "Traceback" not in main.output()
+
+
 def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path) -> None:
     """A copy made after the parent died could land after the next owner's scan, and be made twice."""
     topics = Topics.unique()
@@ -128,6 +141,17 @@ def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def alive(pid: int) -> bool:
