@@ -40,7 +40,7 @@ HANDLED = ("processed", "retried", "dead_lettered")
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap-servers", help="measure against this broker instead of a fresh dev broker")
-    parser.add_argument("--orders", type=int, default=500_000, help="orders per throughput run %(default)s")
+    parser.add_argument("--orders", type=int, default=1_000_000, help="orders per throughput run %(default)s")
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs per figure; the median counts %(default)s")
     parser.add_argument("--retry-records", type=int, default=200_000, help="due records for the re-drive rate %(default)s")
     parser.add_argument("--lateness-records", type=int, default=20_000, help="records due over 3 s, for lateness %(default)s")
