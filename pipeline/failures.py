@@ -45,7 +45,7 @@ class FailureSimulator:
 
     def check(self, order_id: str, product: str, attempt: int) -> None:
         """Raise TransientProcessingError if this attempt is chosen to fail."""
-        if self.fail_product is not None and product == self.fail_product:
+        if product == self.fail_product:
             raise TransientProcessingError(f"simulated failure: product {product} always fails")
-        if self.fail_rate > 0 and attempt_draw(order_id, attempt, self.seed) < self.fail_rate:
+        if self.fail_rate and attempt_draw(order_id, attempt, self.seed) < self.fail_rate:
             raise TransientProcessingError(f"simulated transient failure (attempt {attempt})")

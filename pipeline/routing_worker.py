@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import logging
 import os
 import queue
 import signal
@@ -31,6 +30,7 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from confluent_kafka import Message
@@ -43,10 +43,9 @@ from pipeline.logs import setup_logging
 from pipeline.routing import AckCallback, Router, Source
 from pipeline.shutdown import die_with_parent
 
-log = logging.getLogger(__name__)
-
 # Copies handed over and not yet acknowledged before the consumer waits: bounds the memory they hold.
 MAX_IN_FLIGHT = 20_000
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPE_BYTES = 1 << 20
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -79,9 +78,11 @@ class RoutingWorker:
         replies_read, replies_write = os.pipe()
         for fd in (commands_write, replies_write):
             _enlarge_pipe(fd)
+        # The project on the child's path, whatever the working directory (which stays, for relative --config paths).
+        path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(commands_read), str(replies_write), str(os.getpid())],
-            pass_fds=(commands_read, replies_write), stdin=subprocess.DEVNULL,
+            pass_fds=(commands_read, replies_write), stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
         )
         os.close(commands_read)
         os.close(replies_write)
