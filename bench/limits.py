@@ -25,6 +25,10 @@ FAST_CONSUMER = {"fetch.max.bytes": 104_857_600, "max.partition.fetch.bytes": 10
                  "queued.max.messages.kbytes": 1_048_576, "fetch.wait.max.ms": 100, "fetch.queue.backoff.ms": 10}
 
 
+# Rates are timed in steady state, from this share of the records on, the limits' and our scripts' alike.
+STEADY_FROM = 0.1
+
+
 def encoded_orders(count: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
     rng = random.Random(seed)
     orders = (random_order(rng) for _ in range(count))
@@ -76,7 +80,7 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int, setting
                          **settings})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     seen = 0
-    mark = count // 10
+    mark = int(count * STEADY_FROM)
     started = None
     try:
         while seen < count:

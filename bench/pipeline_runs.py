@@ -19,7 +19,7 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.limits import FAST_PRODUCER
+from bench.limits import FAST_PRODUCER, STEADY_FROM
 from pipeline.headers import RETRY_COUNT, RETRY_DUE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +140,8 @@ def rate_from_timestamps(stamps: list[int]) -> float:
 
 
 def drain_rate(summary_path: Path, target: int, fields: tuple[str, ...], timeout_s: float = 600) -> float:
-    """Orders/s between two summary writes in steady state, from the writes' own times (file mtime)."""
+    """Orders/s in steady state, as the limits are timed: between the first summary write past the
+    STEADY_FROM mark and the last one before ``target``, from the writes' own times (file mtime)."""
     first: Optional[tuple[float, int]] = None
     last: Optional[tuple[float, int]] = None
     deadline = time.monotonic() + timeout_s
@@ -154,7 +155,7 @@ def drain_rate(summary_path: Path, target: int, fields: tuple[str, ...], timeout
                 seen_mtime = mtime
                 if handled >= target:
                     break
-                if handled > 0 and first is None:
+                if handled >= target * STEADY_FROM and first is None:
                     first = (mtime, handled)
                 elif first is not None:
                     last = (mtime, handled)
