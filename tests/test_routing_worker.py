@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, Producer
 
+from bench.pipeline_runs import children_of
 from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args
 from pipeline.checkpointed import PRODUCER_ENFORCED
 from pipeline.errors import PipelineError
@@ -123,13 +123,13 @@ def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path
     create_topics(bootstrap, [topics.retry, topics.dlq])
     pid_file = tmp_path / "worker.pid"
     code = (
-        "import sys, time\n"
+        "import signal, sys\n"
         "from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args\n"
         "from pipeline.checkpointed import PRODUCER_ENFORCED\n"
         "from pipeline.routing_worker import RoutingWorker\n"
         "worker = RoutingWorker(parse_args(sys.argv[2:]), PRODUCER_DEFAULTS, PRODUCER_ENFORCED, lambda s, c: None)\n"
         "open(sys.argv[1], 'w').write(str(worker.pid))\n"
-        "time.sleep(600)\n"
+        "signal.pause()\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file), *worker_args(bootstrap, topics)], cwd=ROOT)
     try:
@@ -141,17 +141,6 @@ def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path
     finally:
         if parent.poll() is None:
             parent.kill()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
 
 
 def alive(pid: int) -> bool:
