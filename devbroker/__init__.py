@@ -18,6 +18,7 @@ from pipeline.shutdown import die_with_parent
 
 log = logging.getLogger("devbroker")
 
+
 class BrokerError(RuntimeError):
     """The dev broker could not be started."""
 

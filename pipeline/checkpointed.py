@@ -4,8 +4,9 @@ Shared by the main and retry consumers; what each keeps per partition is
 their own (:class:`PartitionRole`). The cycle, once a second, on revoke and
 at shutdown, is the one Quix Streams uses: flush the routed copies (every
 copy acknowledged; made by the producer, or by the main consumer's routing
-worker) -> write the checkpoints -> commit offsets once they are stored. The checkpoints are the truth; the committed offsets follow them so
-that lag tools see progress.
+worker) -> write the checkpoints -> commit offsets once they are stored.
+The checkpoints are the truth; the committed offsets follow them so that
+lag tools see progress.
 
 On assignment: load the latest checkpoints, find the copies made after them
 (:mod:`pipeline.copies`), hand both to the role, and start each partition at

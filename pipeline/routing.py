@@ -2,12 +2,12 @@
 
 The source record's offset may be committed only once its copy is acknowledged
 by the broker: the delivery report calls ``on_acked(source, copy)`` with the
-(topic, partition, offset) of both. A copy
-that fails delivery is produced again, so the offset stays uncommitted until
-the copy is really stored. Key and value are passed through byte for byte;
-every copy names its source in the ``orders.source.*`` headers. The one
-exception: a value too large for the target topic is replaced by a stub in
-the DLQ that says so and points at the original (``orders.value.omitted``).
+(topic, partition, offset) of both. A copy that fails delivery is produced
+again, so the offset stays uncommitted until the copy is really stored. Key
+and value are passed through byte for byte; every copy names its source in
+the ``orders.source.*`` headers. The one exception: a value too large for the
+target topic is replaced by a stub in the DLQ that says so and points at the
+original (``orders.value.omitted``).
 """
 
 from __future__ import annotations
@@ -78,10 +78,6 @@ class Router:
             now_ms=now_ms(), dlq_reason=dlq_reason,
         )
         self._send(self.dlq_topic, msg.key(), msg.value(), headers, _source(msg))
-
-    def serve(self) -> None:
-        """Serve the delivery reports that arrived (call once per loop)."""
-        self.producer.poll(0)
 
     def redrive(self, msg: Message, topic: str) -> None:
         """Send ``msg`` to ``topic`` with its key, value and headers, naming its source."""
