@@ -1,14 +1,18 @@
-"""Run the dev broker in the foreground: ``python -m devbroker [--port 9092]``; Ctrl+C stops it."""
+"""Run a dev broker in the foreground: ``python -m devbroker [--engine tansu|kafka] [--port 9092] [--nodes 3]``.
+
+Ctrl+C (or SIGTERM) stops it, every JVM included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Optional
 
-from devbroker import BrokerError, DevBroker
+from devbroker import ENGINES, BrokerError, dev_broker
 from pipeline.config import env
 from pipeline.logs import setup_logging
 from pipeline.shutdown import StopFlag
@@ -16,33 +20,49 @@ from pipeline.shutdown import StopFlag
 log = logging.getLogger("devbroker")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devbroker",
-        description="Start Tansu, a Kafka-compatible broker that keeps data in memory, and wait for Ctrl+C.",
+        description="Start a Kafka broker on 127.0.0.1 and wait for Ctrl+C: Tansu (in memory, nothing to install) "
+                    "or Apache Kafka (KRaft; needs Java 17+, and Maven once to fetch it).",
     )
+    parser.add_argument("--engine", choices=ENGINES, default=env("DEVBROKER_ENGINE", "tansu"),
+                        help="(env DEVBROKER_ENGINE) %(default)s")
     parser.add_argument("--host", default=env("DEVBROKER_HOST", "127.0.0.1"), help="listen address %(default)s")
-    parser.add_argument("--port", type=int, default=env("DEVBROKER_PORT", "9092"), help="(env DEVBROKER_PORT) %(default)s")
+    parser.add_argument("--port", type=int, default=env("DEVBROKER_PORT", "9092"),
+                        help="(env DEVBROKER_PORT) %(default)s; the first node's, with --nodes")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="Apache Kafka nodes, each broker and controller %(default)s; 3 gives replication factor 3, "
+                             "min.insync.replicas=2")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="Apache Kafka keeps its data here across runs (default: a temp dir, removed at exit)")
     args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error("--nodes must be at least 1")
+    if args.engine == "tansu" and (args.nodes != 1 or args.data_dir is not None):
+        parser.error("--nodes and --data-dir need --engine kafka (Tansu runs one node, in memory)")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
     setup_logging("INFO")
-    broker = DevBroker(args.port, args.host)
     stop = StopFlag().install()
     try:
+        broker = dev_broker(args.engine, args.port, args.host, nodes=args.nodes, data_dir=args.data_dir)
         broker.start()
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    log.info("Dev broker (Tansu, in memory) ready on %s; Ctrl+C stops it", broker.bootstrap_servers)
-    assert broker.process is not None
-    while not stop.requested and broker.process.poll() is None:
-        try:
-            broker.process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-    if broker.process.poll() is not None and not stop.requested:
-        log.error("Tansu exited with code %s", broker.process.returncode)
-        return 1
+    what = "Tansu, in memory" if args.engine == "tansu" else f"Apache Kafka, {args.nodes} node(s)"
+    log.info("Dev broker (%s) ready on %s; Ctrl+C stops it", what, broker.bootstrap_servers)
+    while not stop.requested and broker.running():
+        time.sleep(0.2)  # poll for Ctrl+C and for a broker that exits by itself
+    exited_by_itself = not stop.requested
     broker.stop()
+    if exited_by_itself:
+        log.error("The dev broker exited by itself")
+        return 1
     log.info("Dev broker stopped")
     return 0
 

@@ -1,0 +1,311 @@
+"""Apache Kafka 4.x (KRaft) without Docker: the broker's jars from Maven Central, run on the machine's Java.
+
+Our own launcher, because Apache's start scripts ship only in the download
+tarball: this does what ``bin/kafka-server-start.sh`` and
+``bin/kafka-run-class.sh`` do for a local cluster (heap, G1 flags, Log4j 2
+configuration, classpath) and formats KRaft storage as ``kafka-storage.sh
+format`` does. Every node is a combined broker and controller on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Optional, Union
+
+from devbroker.base import BrokerError, brokers_answering, free_port, log, port_open
+from pipeline.shutdown import die_with_parent
+
+POM = Path(__file__).with_name("pom.xml")
+MIN_JAVA = 17
+# KAFKA_JVM_PERFORMANCE_OPTS of bin/kafka-run-class.sh.
+JVM_PERFORMANCE_OPTS = [
+    "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
+]
+# bin/kafka-server-start.sh gives 1 GiB; half of it serves a dev node and leaves room for three beside the tests.
+DEFAULT_HEAP_OPTS = "-Xms512m -Xmx512m"
+LOG4J2_PROPERTIES = """\
+status = warn
+shutdownHook = disable
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] node ${{sys:kafka.node.id}} %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+# "could not connect to node N" while the other nodes of a cluster start up; "controller activation" on first start.
+logger.network.name = org.apache.kafka.clients.NetworkClient
+logger.network.level = ERROR
+logger.controller.name = org.apache.kafka.controller.QuorumController
+logger.controller.level = ERROR
+"""
+
+
+def kafka_version() -> str:
+    """The Apache Kafka version pinned in devbroker/pom.xml."""
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = ElementTree.parse(POM).find("m:properties/m:kafka.version", namespace)
+    if version is None or not version.text:
+        raise BrokerError(f"{POM} names no kafka.version")
+    return version.text.strip()
+
+
+def cache_root() -> Path:
+    """Where resolved jars are kept between runs: $KAFKA_ORDERS_CACHE, else ~/.cache/kafka-orders."""
+    explicit = os.environ.get("KAFKA_ORDERS_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kafka-orders"
+
+
+def java_command() -> str:
+    """The ``java`` to run, checked to be Java 17 or newer; a one-line error saying what to install otherwise."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run Apache Kafka: apt-get install openjdk-17-jre-headless")
+    result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    found = re.search(r'version "(\d+)', result.stderr)
+    if not found or int(found.group(1)) < MIN_JAVA:
+        raise BrokerError(f"Apache Kafka 4 needs Java {MIN_JAVA}+, {java} is {result.stderr.splitlines()[:1]}")
+    return java
+
+
+def resolve_jars() -> Path:
+    """The folder of the broker's jars, resolved by Maven on first use and reused after that."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    jars = cache_root() / f"kafka-{kafka_version()}-{digest}"
+    if (jars / ".complete").exists():
+        return jars
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            f"Apache Maven is needed once, to fetch Apache Kafka {kafka_version()} from Maven Central: apt-get install maven"
+        )
+    jars.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=jars.name + ".partial-", dir=jars.parent))
+    log.info("Fetching Apache Kafka %s with Maven into %s (once)", kafka_version(), jars)
+    result = subprocess.run(
+        [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={partial}"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        detail = " | ".join(line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line)[:600]
+        raise BrokerError(f"Maven could not fetch Apache Kafka {kafka_version()}: {detail or 'exit code ' + str(result.returncode)}")
+    (partial / ".complete").touch()
+    try:
+        partial.rename(jars)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(partial, ignore_errors=True)
+    return jars
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id, as ``kafka-storage.sh random-uuid`` prints it (URL-safe base64 of 16 random bytes)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@dataclass
+class KafkaNode:
+    node_id: int
+    port: int
+    controller_port: int
+    directory: Path
+    process: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "server.properties"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class KafkaCluster:
+    """One or more Apache Kafka nodes on 127.0.0.1; use as a context manager or call start()/stop().
+
+    With three nodes or more, topics default to replication factor 3 and
+    ``min.insync.replicas=2``, as on a production cluster.
+    """
+
+    engine = "kafka"
+
+    def __init__(
+        self,
+        port: int = 9092,
+        nodes: int = 1,
+        host: str = "127.0.0.1",
+        output: Union[IO[bytes], int, None] = None,
+        advertised_port: Optional[int] = None,
+        data_dir: Optional[Path] = None,
+    ) -> None:
+        if nodes < 1:
+            raise BrokerError("a cluster needs at least one node")
+        if advertised_port is not None and nodes != 1:
+            raise BrokerError("an advertised port other than the listening one needs a single node")
+        self.host = host
+        self.port = port
+        self.output = output
+        self.advertised_port = advertised_port or port  # another port when clients reach it through a proxy
+        self._keep_data = data_dir is not None
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="kafka-orders-kafka-"))
+        ports = [port] + [free_port(host) for _ in range(nodes - 1)]
+        self.nodes = [
+            KafkaNode(index + 1, ports[index], free_port(host), self.data_dir / f"node-{index + 1}")
+            for index in range(nodes)
+        ]
+        self._java: Optional[str] = None
+        self._jars: Optional[Path] = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{self.host}:{node.port}" for node in self.nodes)
+
+    def _properties(self, node: KafkaNode) -> str:
+        replicas = min(3, len(self.nodes))
+        min_insync = 2 if replicas >= 3 else 1
+        voters = ",".join(f"{other.node_id}@{self.host}:{other.controller_port}" for other in self.nodes)
+        advertised = self.advertised_port if len(self.nodes) == 1 else node.port
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{self.host}:{node.port},CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{advertised}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": node.directory / "data",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_insync,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_insync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_insync,
+            # Our scripts create their topics, as they must where auto-creation is off (most production clusters).
+            "auto.create.topics.enable": "false",
+            # A dev cluster: a group's first member need not wait 3 s for others to join.
+            "group.initial.rebalance.delay.ms": 0,
+        }
+        return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _java_args(self, node: KafkaNode, main_class: str, *args: str) -> list[str]:
+        assert self._java is not None and self._jars is not None
+        heap = os.environ.get("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS).split()
+        return [
+            self._java, *heap, *JVM_PERFORMANCE_OPTS,
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}", f"-Dkafka.node.id={node.node_id}",
+            "-cp", f"{self._jars}/*", main_class, *args,
+        ]
+
+    def _format(self, cluster_id: str) -> None:
+        """Format every node's storage (kafka-storage.sh format), all at once."""
+        formatting = []
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.config_path.write_text(self._properties(node), encoding="utf-8")
+            command = self._java_args(node, "kafka.tools.StorageTool", "format", "--ignore-formatted",
+                                      "-t", cluster_id, "-c", str(node.config_path))
+            formatting.append((node, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                      stdin=subprocess.DEVNULL)))
+        for node, process in formatting:
+            output, _ = process.communicate(timeout=120)
+            if process.returncode != 0:
+                last = output.decode(errors="replace").strip().splitlines()[-1:]
+                raise BrokerError(f"formatting node {node.node_id}'s storage failed: {' '.join(last)}")
+
+    def start_node(self, node: KafkaNode) -> None:
+        """Start one node's JVM (again, after kill()); wait_ready() tells when it serves."""
+        if port_open(self.host, node.port):
+            raise BrokerError(f"port {node.port} on {self.host} is already in use (is another broker running?)")
+        node.process = subprocess.Popen(
+            self._java_args(node, "kafka.Kafka", str(node.config_path)),
+            stdout=self.output,
+            stderr=subprocess.STDOUT if self.output is not None else None,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            start_new_session=True,  # Ctrl+C reaches us, and we stop the nodes in order
+        )
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until every running node is listed by a metadata answer, not just until a port opens."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.process is not None and node.process.poll() is not None:
+                    raise BrokerError(f"Kafka node {node.node_id} exited with code {node.process.returncode} before it was ready")
+            running = sum(node.running() for node in self.nodes)
+            if brokers_answering(self._reachable_bootstrap(), 1.0) >= running:
+                return
+            time.sleep(0.2)  # poll until the cluster answers
+        raise BrokerError(f"Apache Kafka did not answer on {self.bootstrap_servers} within {timeout_s:.0f} s")
+
+    def _reachable_bootstrap(self) -> str:
+        """The listening addresses of the running nodes (a proxy in front may not be up yet)."""
+        return ",".join(f"{self.host}:{node.port}" for node in self.nodes if node.running())
+
+    def start(self, ready_timeout_s: float = 120.0) -> "KafkaCluster":
+        self._java = java_command()
+        self._jars = resolve_jars()
+        (self.data_dir / "log4j2.properties").write_text(
+            LOG4J2_PROPERTIES.format(level="INFO" if self.output is not None else "WARN"), encoding="utf-8")
+        try:
+            if not all((node.directory / "data" / "meta.properties").exists() for node in self.nodes):
+                self._format(new_cluster_id())
+            for node in self.nodes:
+                self.start_node(node)
+            self.wait_ready(ready_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def running(self) -> bool:
+        return any(node.running() for node in self.nodes)
+
+    def kill(self, node: KafkaNode) -> None:
+        """SIGKILL one node, as a crash would."""
+        if node.process is not None and node.running():
+            node.process.kill()
+            node.process.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM every node (a controlled shutdown), SIGKILL what is left after ``timeout_s``; drop temp data."""
+        for node in self.nodes:
+            if node.running():
+                assert node.process is not None
+                node.process.terminate()
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            try:
+                node.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
+        if not self._keep_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaCluster":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
