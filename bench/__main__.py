@@ -1,8 +1,9 @@
 """Measure the pipeline against the client's own limits, in one run on one machine.
 
-Run: ``python -m bench [--orders N] [--json PATH] [--plot PATH]``. It starts
-its own dev broker unless ``--bootstrap-servers`` is given, and prints one
-table: each figure beside the matching limit and their ratio.
+Run: ``python -m bench [--engine tansu|kafka] [--orders N] [--json PATH] [--plot PATH]``.
+It starts its own dev broker of that engine for each phase unless
+``--bootstrap-servers`` is given, and prints one table: each figure beside the
+matching limit (measured on the same broker, in the same run) and their ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bench.pipeline_runs import (
     timestamps,
 )
 from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
-from devbroker import DevBroker, free_port
+from devbroker import ENGINES, dev_broker, free_port
 from pipeline.logs import setup_logging
 
 log = logging.getLogger("bench")
@@ -39,6 +40,7 @@ HANDLED = ("processed", "retried", "dead_lettered")
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=ENGINES, default="tansu", help="dev broker of each phase %(default)s")
     parser.add_argument("--bootstrap-servers", help="measure against this broker instead of a fresh dev broker")
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders per throughput run %(default)s")
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs per figure; the median counts %(default)s")
@@ -56,8 +58,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 class Bench:
     """The measurements. Each phase runs on a fresh dev broker (Tansu keeps every record in memory,
-    so a broker holding the earlier phases' millions of records would slow the later ones),
-    or all on the broker given with ``--bootstrap-servers``."""
+    so a broker holding the earlier phases' millions of records would slow the later ones; Apache
+    Kafka gets the same clean start), or all on the broker given with ``--bootstrap-servers``."""
 
     def __init__(self, given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path) -> None:
         self.given_bootstrap = given_bootstrap
@@ -78,7 +80,8 @@ class Bench:
             self._use(self.given_bootstrap)
             yield
             return
-        with (self.workdir / f"tansu-{name}.log").open("wb") as broker_log, DevBroker(free_port(), output=broker_log) as broker:
+        broker_log_path = self.workdir / f"{self.args.engine}-{name}.log"
+        with broker_log_path.open("wb") as broker_log, dev_broker(self.args.engine, free_port(), output=broker_log) as broker:
             self._use(broker.bootstrap_servers)
             yield
 
@@ -90,8 +93,8 @@ class Bench:
         topics = Topics.fresh(label)
         assert self.admin is not None, "inside a phase"
         futures = self.admin.create_topics(
-            [NewTopic(t, PARTITIONS, 1) for t in (topics.orders, topics.retry, topics.dlq)]
-            + [NewTopic(topics.stats, 1, 1, config={"cleanup.policy": "compact"})]
+            [NewTopic(t, PARTITIONS) for t in (topics.orders, topics.retry, topics.dlq)]
+            + [NewTopic(topics.stats, 1, config={"cleanup.policy": "compact"})]
         )
         for future in futures.values():
             future.result(30)
@@ -344,7 +347,8 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
     for group in ("peak_rss_mb", "peak_rss_full_speed_mb", "rss_growth_after_warmup_mb"):
         rows += [(f"{group} {name}", figure) for name, figure in results.get(group, {}).items()]
     machine = f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
-    broker = given_bootstrap or "a fresh dev broker (Tansu) per phase"
+    engine_name = {"tansu": "Tansu", "kafka": "Apache Kafka"}[args.engine]
+    broker = given_bootstrap or f"a fresh dev broker ({engine_name}) per phase"
     print(f"\nkafka-orders benchmark: {args.orders:,} orders per throughput run, median of {args.repeats}; "
           f"broker: {broker}; {machine}\n")
     print(table(rows))
@@ -359,7 +363,7 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
             ("main consumer, 10 % failures", results["main_consumer_fail10"].value, decode_limit),
             ("retry re-drive", results["retry_redrive"].value, None),
         ]
-        plot(args.plot, throughput, buckets, f"kafka-orders benchmark, {args.orders:,} orders")
+        plot(args.plot, throughput, buckets, f"kafka-orders benchmark, {args.orders:,} orders, {broker}")
     return 0
 
 

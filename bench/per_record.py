@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
 from consumer.main_consumer import PRODUCER_DEFAULTS, MainConsumer, parse_args
-from devbroker import DevBroker, free_port
+from devbroker import TansuBroker, free_port
 from pipeline.checkpointed import PRODUCER_ENFORCED
 from pipeline.gc_tuning import tune_for_streaming
 from pipeline.offsets import OffsetTracker
@@ -84,7 +84,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             avro_deserialize(msg.value())
 
     worker_us: list[float] = []
-    with DevBroker(free_port(), output=subprocess.DEVNULL) as broker:
+    with TansuBroker(free_port(), output=subprocess.DEVNULL) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
             future.result(30)

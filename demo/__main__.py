@@ -1,7 +1,7 @@
 """Run the producer and the three consumers together, each line prefixed with its name.
 
-Starts the dev broker (Tansu, in memory) unless a broker already answers at
-the bootstrap address. Ctrl+C (or SIGTERM) stops the producer first, then the
+Starts a dev broker (Tansu, in memory, or with ``--engine kafka`` Apache
+Kafka) unless a broker already answers at the bootstrap address. Ctrl+C (or SIGTERM) stops the producer first, then the
 consumers, then the broker, and leaves no process behind.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from demo.processes import ProcessGroup
-from devbroker import BrokerError, DevBroker, broker_answers
+from devbroker import ENGINES, BrokerError, DevBroker, broker_answers, dev_broker
 from pipeline.config import DEFAULT_BOOTSTRAP, env
 from pipeline.logs import setup_logging
 from pipeline.shutdown import StopFlag
@@ -32,6 +32,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         "--bootstrap-servers", default=env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
         help="(env KAFKA_BOOTSTRAP_SERVERS) %(default)s; a dev broker is started there if none answers",
     )
+    parser.add_argument("--engine", choices=ENGINES, default=env("DEVBROKER_ENGINE", "tansu"),
+                        help="dev broker to start if none answers (env DEVBROKER_ENGINE) %(default)s")
     parser.add_argument("--rate", type=float, default=2.0, help="orders per second %(default)s")
     parser.add_argument("--invalid-rate", type=float, default=0.05, help="share of poison records %(default)s")
     parser.add_argument("--fail-rate", type=float, default=0.1, help="simulated transient failures %(default)s")
@@ -67,9 +69,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if port is None:
             log.error("No broker answers at %s, and it is not local, so no dev broker can stand in", args.bootstrap_servers)
             return 1
-        log.info("No broker at %s: starting the dev broker (Tansu, data in memory)", args.bootstrap_servers)
+        what = "Tansu, data in memory" if args.engine == "tansu" else "Apache Kafka, data in a temp dir"
+        log.info("No broker at %s: starting the dev broker (%s)", args.bootstrap_servers, what)
         try:
-            broker = DevBroker(port, output=(state_dir / "devbroker.log").open("wb")).start()
+            broker = dev_broker(args.engine, port, output=(state_dir / "devbroker.log").open("wb")).start()
         except BrokerError as exc:
             log.error("%s", exc)
             return 1
