@@ -99,6 +99,12 @@ def dlq_reason(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> str:
     return reason if reason in KNOWN_REASONS else "other"
 
 
+def replayed_since(headers: Optional[Sequence[tuple[str, HeaderValue]]], since_ms: int) -> bool:
+    """True for a dead letter that a replay started at ``since_ms`` sent back and that failed again."""
+    replayed = header_int(headers, REPLAYED_AT)
+    return replayed is not None and replayed >= since_ms
+
+
 def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contains: Optional[str]) -> bool:
     """True if the reason or error mentions ``reason_contains`` (case-insensitive); True when no filter."""
     if not reason_contains:

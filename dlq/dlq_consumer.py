@@ -14,7 +14,7 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from dlq.dead_letters import describe_dead_letter, dlq_reason, matches
+from dlq.dead_letters import describe_dead_letter, dlq_reason, matches, replayed_since
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
@@ -91,8 +91,10 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
 
     The end is where the broker reports end-of-partition while fetching; the
     listed high watermark is not used because some Kafka-compatible brokers
-    (Tansu 0.6) report it wrong.
+    (Tansu 0.6) report it wrong. A replayed record that fails again lands in
+    the DLQ while we read it: it is passed over, or the replay would never end.
     """
+    started_ms = now_ms()
     consumer = clients.consumer(
         CONSUMER_DEFAULTS,
         {"group.id": f"{args.group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
@@ -114,6 +116,8 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 else:
                     log.warning("Consumer error: %s", msg.error().str())
                 continue
+            if replayed_since(msg.headers(), started_ms):
+                continue  # this replay sent it back, and it failed again
             if not matches(msg.headers(), args.reason_contains):
                 skipped += 1
                 continue

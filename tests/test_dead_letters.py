@@ -2,8 +2,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avro_utils import avro_serialize
-from dlq.dead_letters import UNDECODABLE, describe_dead_letter, matches
-from pipeline.headers import DLQ_REASON, ERROR, Failure, Origin, routed_headers
+from dlq.dead_letters import UNDECODABLE, describe_dead_letter, matches, replayed_since
+from pipeline.headers import DLQ_REASON, ERROR, REPLAYED_AT, Failure, Origin, routed_headers
 
 
 def test_a_dead_letter_reads_well():
@@ -35,3 +35,11 @@ def test_reason_filter():
     assert matches(headers, "NEGATIVE")
     assert matches(headers, "invalid")
     assert not matches(headers, "exhausted")
+
+
+def test_a_replay_passes_over_what_it_sent_back_itself():
+    started_ms = 1_700_000_000_000
+    assert replayed_since([(REPLAYED_AT, b"%d" % (started_ms + 5))], started_ms)
+    assert not replayed_since([(REPLAYED_AT, b"%d" % (started_ms - 5))], started_ms)  # an earlier replay's
+    assert not replayed_since([(REPLAYED_AT, b"junk")], started_ms)
+    assert not replayed_since(None, started_ms)
