@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from devbroker import BrokerError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_PROPERTIES = ROOT / "dev.properties"
@@ -31,6 +34,14 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(interval_s)  # poll
+
+
+def engine_unavailable(engine: str, error: BrokerError) -> None:
+    """In CI a broker that cannot start fails the test; on a developer's machine it skips it, saying why."""
+    message = f"the {engine} broker cannot start: {error}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @dataclass
@@ -56,8 +67,9 @@ class Topics:
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
+    """Create topics first, so that consumers find them at once; replication factor: the broker's default."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1) for name in names]).values():
+    for future in admin.create_topics([NewTopic(name, partitions) for name in names]).values():
         future.result(30)
 
 
@@ -158,6 +170,36 @@ class ScriptRunner:
         for script in self.scripts:
             script.kill()
             script._log_file.close()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
 
 
 @dataclass

@@ -31,7 +31,8 @@ def poison_corpus(rng: random.Random) -> list[tuple[str, Optional[bytes], str]]:
         ("truncated", good[:-3], REASON_UNDECODABLE),
         ("trailing bytes", good + b"\x00\x01", REASON_UNDECODABLE),
         ("gigabyte length prefix", b"\xfe\xff\xff\xff\x0f" + b"abc", REASON_UNDECODABLE),
-        ("1 MB value", b"\x01" + rng.randbytes(1024 * 1024 - 1), REASON_UNDECODABLE),
+        # 1,000,000 bytes: within Apache Kafka's default max.message.bytes (1,048,588) with key and headers.
+        ("1 MB value", b"\x01" + rng.randbytes(1_000_000 - 1), REASON_UNDECODABLE),
         ("negative price", avro_serialize({**order, "orderId": "neg-" + uuid.uuid4().hex, "price": -3.5}), REASON_INVALID),
         ("nan price", avro_serialize({**order, "orderId": "nan-" + uuid.uuid4().hex, "price": math.nan}), REASON_INVALID),
         ("infinite price", avro_serialize({**order, "orderId": "inf-" + uuid.uuid4().hex, "price": math.inf}), REASON_INVALID),
@@ -67,10 +68,17 @@ def write_foreign_orders(bootstrap: str, topic: str, count: int, rng: random.Ran
             batch.poison[key] = entry
             records.append((key, entry[1], [("junk", bytes([0xC3, 0x28]))]))
     rng.shuffle(records)
+    failures: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err is not None:
+            failures.append(f"{msg.key()!r}: {err.str()}")
+
     for key, value, headers in records:
-        producer.produce(topic, key=key, value=value, headers=headers)
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         producer.poll(0)
     assert producer.flush(60) == 0
+    assert failures == [], f"the broker refused {len(failures)} record(s): {failures[:3]}"
     return batch
 
 

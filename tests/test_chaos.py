@@ -1,4 +1,4 @@
-"""Kill -9 every script at random moments, cut the broker off for 10 s, feed poison: nothing lost, nothing twice."""
+"""Kill -9 every script at random moments, cut the broker off, kill brokers of a cluster: nothing lost, nothing twice."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import math
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from avro_utils import AvroDecodeError, avro_deserialize
-from devbroker import DevBroker, free_port
+from devbroker import BrokerError, KafkaCluster, free_port
 from pipeline.errors import ValidationError
 from pipeline.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT, SOURCE_TOPIC
 from pipeline.validation import validate_order
-from tests.kafka_helpers import Script, ScriptRunner, Topics, create_topics, read_all
+from tests.kafka_helpers import Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
 from tests.pipeline_expectations import expected_outcome
 from tests.tcp_proxy import CuttableProxy
 
@@ -73,15 +76,87 @@ def stats(runner: ScriptRunner) -> dict:
     return json.loads(result.stdout)
 
 
-def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics):
+@dataclass
+class Outcome:
+    """What the pipeline did with the orders produced, beside what it should have done."""
+
+    produced: int
+    poison: int
+    processed: int
+    expected_processed: int
+    average: float
+    expected_average: float
+    dead_lettered: int
+    expected_dead: int
+    twice: list
+    lost: set
+    unexpected: set
+    dead_without_reason: int
+
+    def __str__(self) -> str:
+        error = abs(self.average - self.expected_average) / self.expected_average
+        return (
+            f"{self.produced} orders produced ({self.poison} poison); processed {self.processed} "
+            f"(expected {self.expected_processed}), dead-lettered {self.dead_lettered} (expected {self.expected_dead}), "
+            f"dead-lettered twice {len(self.twice)}, missing from DLQ {len(self.lost)}, "
+            f"unexpected in DLQ {len(self.unexpected)}, average {self.average:.9f} vs {self.expected_average:.9f} "
+            f"(relative error {error:.1e})"
+        )
+
+    def assert_exact(self) -> None:
+        assert self.processed == self.expected_processed, self
+        assert math.isclose(self.average, self.expected_average, rel_tol=1e-9), self
+        assert self.twice == [] and self.lost == set() and self.unexpected == set(), self
+        assert self.dead_lettered == self.expected_dead, self
+        assert self.dead_without_reason == 0, self
+
+
+def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, topics: Topics, target_orders: int) -> Outcome:
+    """Top the orders up to ``target_orders``, wait until every one is handled, stop cleanly, compare with the model."""
+    runner.wait_until(lambda: not pipeline.current["producer"].running(), 180, what="the producer to finish")
+    produced = originals(bootstrap, topics.orders)
+    if len(produced) < target_orders:
+        missing = target_orders - len(produced)
+        pipeline.start("producer", "producer.producer", "--rate", "0", "--count", str(missing))
+        runner.wait_until(lambda: not pipeline.current["producer"].running(), 120, what="the top-up producer")
+        produced = originals(bootstrap, topics.orders)
+    assert len(produced) >= target_orders
+
+    valid, poison = classify(produced)
+    expected = expected_outcome(valid, FAIL_RATE, FAIL_PRODUCT, SEED, MAX_RETRIES)
+    expected_dead = len(poison) + len(expected.exhausted)
+
+    def settled() -> bool:
+        return stats(runner)["processed"] >= len(expected.processed) and len(read_all(bootstrap, topics.dlq)) >= expected_dead
+
+    runner.wait_until(settled, 300, what="the pipeline to settle")
+    for role in ("main-a", "main-b", "retry", "dlq"):
+        assert pipeline.current[role].stop() == 0, role
+
+    figures = stats(runner)
+    dead = read_all(bootstrap, topics.dlq)
+    origins = Counter((r.header(ORIGIN_TOPIC), int(r.header(ORIGIN_PARTITION)), int(r.header(ORIGIN_OFFSET))) for r in dead)
+    should_be_dead = {(topics.orders, r.partition, r.offset) for r in poison} | \
+        {(topics.orders, *o["_coords"]) for o in expected.exhausted}
+    return Outcome(
+        produced=len(produced), poison=len(poison),
+        processed=figures["processed"], expected_processed=len(expected.processed),
+        average=figures["average"], expected_average=expected.average,
+        dead_lettered=len(dead), expected_dead=expected_dead,
+        twice=[origin for origin, count in origins.items() if count > 1],
+        lost=should_be_dead - set(origins), unexpected=set(origins) - should_be_dead,
+        dead_without_reason=sum(1 for r in dead if not r.header("error")),
+    )
+
+
+def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics, start_broker):
     rng = random.Random()
     seed = rng.randrange(10**6)
     rng.seed(seed)
     print(f"chaos seed {seed}")
     broker_port, proxy_port = free_port(), free_port()
-    with (tmp_path / "tansu.log").open("wb") as broker_log, \
-            DevBroker(broker_port, output=broker_log, advertised_port=proxy_port), \
-            CuttableProxy(proxy_port, broker_port) as proxy:
+    with (tmp_path / "broker.log").open("wb") as broker_log, CuttableProxy(proxy_port, broker_port) as proxy:
+        start_broker(broker_port, output=broker_log, advertised_port=proxy_port)
         bootstrap = f"127.0.0.1:{proxy_port}"
         runner = ScriptRunner(bootstrap, tmp_path, topics.env())
         try:
@@ -116,49 +191,67 @@ def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics
             pipeline.current["main-c"].stop()
             pipeline.kill_and_restart("main-a")
 
-            runner.wait_until(lambda: not pipeline.current["producer"].running(), 120, what="the producer to finish")
-            produced = originals(bootstrap, topics.orders)
-            if len(produced) < TARGET_ORDERS:
-                missing = TARGET_ORDERS - len(produced)
-                pipeline.start("producer", "producer.producer", "--rate", "0", "--count", str(missing))
-                runner.wait_until(lambda: not pipeline.current["producer"].running(), 120, what="the top-up producer")
-                produced = originals(bootstrap, topics.orders)
-            assert len(produced) >= TARGET_ORDERS
-
-            valid, poison = classify(produced)
-            expected = expected_outcome(valid, FAIL_RATE, FAIL_PRODUCT, SEED, MAX_RETRIES)
-            expected_dead = {("p", r.partition, r.offset) for r in poison} | {("v", *o["_coords"]) for o in expected.exhausted}
-
-            def settled() -> bool:
-                figures = stats(runner)
-                return figures["processed"] >= len(expected.processed) and \
-                    len(read_all(bootstrap, topics.dlq)) >= len(expected_dead)
-
-            runner.wait_until(settled, 300, what="the pipeline to settle")
-            for role in ("main-a", "main-b", "retry", "dlq"):
-                assert pipeline.current[role].stop() == 0, role
+            outcome = settle_and_check(runner, pipeline, bootstrap, topics, target_orders=TARGET_ORDERS)
         finally:
             runner.cleanup()
-
-        figures = stats(runner)
-        dead = read_all(bootstrap, topics.dlq)
-        origins = Counter((r.header(ORIGIN_TOPIC), int(r.header(ORIGIN_PARTITION)), int(r.header(ORIGIN_OFFSET))) for r in dead)
-        poison_coords = {(topics.orders, r.partition, r.offset) for r in poison}
-        exhausted_coords = {(topics.orders, *o["_coords"]) for o in expected.exhausted}
-        twice = [origin for origin, count in origins.items() if count > 1]
-        lost = (poison_coords | exhausted_coords) - set(origins)
-        unexpected = set(origins) - (poison_coords | exhausted_coords)
-        average_error = abs(figures["average"] - expected.average) / expected.average
-        print(
-            f"chaos: {len(produced)} orders produced ({len(poison)} poison), kills {Counter(pipeline.kills)} "
-            f"(+1 instance added and removed), one 10 s broker cut; processed {figures['processed']} "
-            f"(expected {len(expected.processed)}), dead-lettered {len(dead)} (expected {len(expected_dead)}), "
-            f"dead-lettered twice {len(twice)}, missing from DLQ {len(lost)}, unexpected in DLQ {len(unexpected)}, "
-            f"average {figures['average']:.9f} vs {expected.average:.9f} (relative error {average_error:.1e})"
-        )
+        print(f"chaos: kills {Counter(pipeline.kills)} (+1 instance added and removed), one 10 s broker cut; {outcome}")
         assert len(pipeline.kills) >= 5
-        assert figures["processed"] == len(expected.processed)
-        assert math.isclose(figures["average"], expected.average, rel_tol=1e-9)
-        assert twice == [] and lost == set() and unexpected == set()
-        assert len(dead) == len(poison) + len(expected.exhausted)
-        assert all(r.header("error") for r in dead)
+        outcome.assert_exact()
+
+
+def leaders(bootstrap: str, topic: str) -> Counter:
+    """How many of ``topic``'s partitions each node leads."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return Counter(partition.leader for partition in metadata.topics[topic].partitions.values())
+
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """Three Apache Kafka nodes: replication factor 3, min.insync.replicas=2."""
+    with (tmp_path / "cluster.log").open("wb") as output:
+        cluster = KafkaCluster(free_port(), nodes=3, output=output)
+        try:
+            cluster.start()
+        except BrokerError as exc:
+            engine_unavailable("kafka", exc)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, kafka_cluster: KafkaCluster):
+    """SIGKILL the node that leads most orders partitions, restart it, then SIGKILL a node that leads none (or fewest)."""
+    bootstrap = kafka_cluster.bootstrap_servers
+    runner = ScriptRunner(bootstrap, tmp_path, topics.env())
+    faults = []
+    try:
+        create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+        pipeline = Pipeline(runner)
+        pipeline.start("main-a", "consumer.main_consumer", *MAIN_ARGS)
+        pipeline.start("main-b", "consumer.main_consumer", *MAIN_ARGS)
+        pipeline.start("retry", "retry.retry_consumer", "--max-retries", str(MAX_RETRIES), *FAST_BACKOFF)
+        pipeline.start("dlq", "dlq.dlq_consumer")
+        pipeline.start("producer", "producer.producer", "--rate", "500", "--count", "15000", "--invalid-rate", "0.02")
+        nodes = {node.node_id: node for node in kafka_cluster.nodes}
+
+        def crash_and_restart(node_id: int, down_s: float) -> None:
+            kafka_cluster.kill(nodes[node_id])
+            faults.append(node_id)
+            time.sleep(down_s)  # poll: the outage lasts this long by design
+            kafka_cluster.start_node(nodes[node_id])
+            kafka_cluster.wait_ready(120)
+
+        runner.wait_until(lambda: stats(runner)["processed"] > 500, 120, what="the pipeline to get going")
+        busiest, _ = leaders(bootstrap, topics.orders).most_common(1)[0]
+        crash_and_restart(busiest, 8)
+        runner.wait_until(lambda: stats(runner)["processed"] > 3000, 120, what="processing after the leader's return")
+        by_leadership = leaders(bootstrap, topics.orders)
+        quietest = min(nodes, key=lambda node_id: by_leadership.get(node_id, 0))
+        crash_and_restart(quietest, 8)
+        outcome = settle_and_check(runner, pipeline, bootstrap, topics, target_orders=15000)
+    finally:
+        runner.cleanup()
+    print(f"broker faults: nodes SIGKILLed and restarted {faults}; {outcome}")
+    assert len(faults) == 2
+    outcome.assert_exact()

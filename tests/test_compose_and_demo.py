@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from devbroker import free_port, port_open
-from tests.kafka_helpers import ROOT, read_json, scrape, wait_until
+from devbroker.kafka import kafka_version
+from tests.kafka_helpers import ROOT, alive, descendants, read_json, scrape, wait_until
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) is not installed")
-def test_compose_file_is_valid_and_binds_only_to_loopback():
-    result = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.kraft.yml"])
+def test_compose_file_is_valid_and_binds_only_to_loopback(compose_file: str):
+    result = subprocess.run(["docker-compose", "-f", compose_file, "config"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     published = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("- ") and ":" in line and "/tcp" in line]
     assert published, result.stdout
     assert all(line.startswith("- 127.0.0.1:") for line in published), published
+
+
+def test_kraft_compose_runs_the_apache_kafka_version_the_suite_tests():
+    images = re.findall(r"image:\s*(\S+)", (ROOT / "docker-compose.kraft.yml").read_text())
+    assert images == [f"apache/kafka:{kafka_version()}"]
 
 
 def _free_port_run(count: int) -> int:
@@ -38,38 +46,8 @@ def _free_port_run(count: int) -> int:
             continue
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid``, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 @pytest.mark.integration
-def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
+def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
@@ -77,7 +55,7 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
     metrics_base = _free_port_run(4)
     with log_path.open("w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path),
+            [sys.executable, "-m", "demo", "--engine", engine, "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path),
              "--metrics-port", str(metrics_base)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
@@ -92,7 +70,7 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
             first = scrape(main_metrics)["orders_processed_total"]
             wait_until(lambda: scrape(main_metrics)["orders_processed_total"] > first, 30, what="the processed counter to rise")
             assert f"http://127.0.0.1:{main_metrics}/metrics" in output()
-            family = _descendants(demo.pid)
+            family = descendants(demo.pid)
             assert len(family) >= 5  # four scripts and the broker
             demo.send_signal(signal.SIGINT)
             assert demo.wait(90) == 0, output()[-3000:]
@@ -102,5 +80,5 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path):
     for name in ("producer|", "main    |", "retry   |", "dlq     |"):
         assert name in text
     assert "Traceback" not in text
-    wait_until(lambda: not _alive(family), 30, what="every demo process to exit")
+    wait_until(lambda: not alive(family), 30, what="every demo process to exit")
     assert not port_open("127.0.0.1", port)

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from avro_utils import avro_deserialize
-from devbroker import DevBroker, free_port
+from devbroker import broker_answers, free_port, port_open
 from pipeline.validation import validate_order
-from tests.kafka_helpers import ROOT, ScriptRunner, Topics, read_all, wait_until
+from tests.kafka_helpers import ROOT, ScriptRunner, Topics, alive, descendants, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -94,14 +94,15 @@ def test_passwords_never_appear_in_output(runner: ScriptRunner, tmp_path):
     assert secret not in script.output()
 
 
-def test_a_script_without_broker_says_so_and_picks_up_when_it_starts(tmp_path, topics: Topics):
+def test_a_script_without_broker_says_so_and_picks_up_when_it_starts(tmp_path, topics: Topics, start_broker):
     port = free_port()
     runner = ScriptRunner(f"127.0.0.1:{port}", tmp_path, topics.env())
     try:
         producer = runner.start("producer.producer", "--count", "5", "--rate", "0")
         wait_until(lambda: "not reachable" in producer.output(), 60, what="the unreachable-broker line")
         assert producer.running()
-        with (tmp_path / "tansu.log").open("wb") as log, DevBroker(port, output=log):
+        with (tmp_path / "broker.log").open("wb") as log:
+            start_broker(port, output=log)
             assert producer.process.wait(90) == 0, producer.output()
         output = producer.output()
         assert "Traceback" not in output
@@ -118,19 +119,20 @@ def test_stats_without_a_broker_is_one_line(tmp_path, topics: Topics):
     assert result.stderr.strip().startswith("error: Kafka") and "Traceback" not in result.stderr
 
 
-def test_devbroker_starts_and_stops_on_ctrl_c(tmp_path):
+def test_devbroker_starts_and_stops_on_ctrl_c(tmp_path, engine: str):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "devbroker", "--port", str(port)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "devbroker", "--engine", engine, "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None
         for line in process.stdout:
             if "ready on" in line:
                 break
+        family = descendants(process.pid)
+        assert broker_answers(f"127.0.0.1:{port}")
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
-        from devbroker import port_open
-
+        assert process.wait(60) == 0
         assert not port_open("127.0.0.1", port)
+        wait_until(lambda: not alive(family), 30, what="every broker process (JVMs included) to exit")
     finally:
         process.kill()
