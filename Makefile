@@ -12,12 +12,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# `make broker ENGINE=kafka` (or `make bench ENGINE=kafka`) for Apache Kafka: needs Java 17+ and Maven.
+ENGINE ?= tansu
 broker: $(VENV)/.installed
-	$(BIN)/python -m devbroker
+	$(BIN)/python -m devbroker --engine $(ENGINE)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	$(BIN)/python -m bench --json bench-results.json --plot bench-results.png
+	$(BIN)/python -m bench --engine $(ENGINE) --json bench-results.json --plot bench-results.png
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed, found " + sys.version.split()[0])'

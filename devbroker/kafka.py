@@ -262,11 +262,12 @@ class KafkaCluster:
         return ",".join(f"{self.host}:{node.port}" for node in self.nodes if node.running())
 
     def start(self, ready_timeout_s: float = 120.0) -> "KafkaCluster":
-        self._java = java_command()
-        self._jars = resolve_jars()
-        (self.data_dir / "log4j2.properties").write_text(
-            LOG4J2_PROPERTIES.format(level="INFO" if self.output is not None else "WARN"), encoding="utf-8")
         try:
+            self._java = java_command()
+            self._jars = resolve_jars()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "log4j2.properties").write_text(
+                LOG4J2_PROPERTIES.format(level="INFO" if self.output is not None else "WARN"), encoding="utf-8")
             if not all((node.directory / "data" / "meta.properties").exists() for node in self.nodes):
                 self._format(new_cluster_id())
             for node in self.nodes:
