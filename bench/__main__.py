@@ -31,6 +31,7 @@ from bench.pipeline_runs import (
 )
 from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
 from devbroker import ENGINES, dev_broker, free_port
+from pipeline.clients import RETRY_TOPIC_CONFIG
 from pipeline.logs import setup_logging
 
 log = logging.getLogger("bench")
@@ -93,7 +94,8 @@ class Bench:
         topics = Topics.fresh(label)
         assert self.admin is not None, "inside a phase"
         futures = self.admin.create_topics(
-            [NewTopic(t, PARTITIONS) for t in (topics.orders, topics.retry, topics.dlq)]
+            [NewTopic(t, PARTITIONS) for t in (topics.orders, topics.redrive, topics.dlq)]
+            + [NewTopic(topics.retry, PARTITIONS, config=RETRY_TOPIC_CONFIG)]
             + [NewTopic(topics.stats, 1, config={"cleanup.policy": "compact"})]
         )
         for future in futures.values():
@@ -146,9 +148,10 @@ class Bench:
         topics = self.topics("retry")
         now = int(time.time() * 1000)
         produce_retry_records(self.bootstrap, topics.retry, records, [now - 1000] * len(records))
-        script = start("retry.retry_consumer", self.bootstrap, topics, log_dir=self.workdir)
+        # Base 0: every record is due at once, whatever its timestamp (which bounds the due time from below).
+        script = start("retry.retry_consumer", self.bootstrap, topics, "--backoff-base", "0", log_dir=self.workdir)
         try:
-            rate = rate_from_timestamps(timestamps(self.bootstrap, topics.orders, PARTITIONS, len(records)))
+            rate = rate_from_timestamps(timestamps(self.bootstrap, topics.redrive, PARTITIONS, len(records)))
             self.note_peak(script)
         finally:
             script.stop()
@@ -160,12 +163,13 @@ class Bench:
         script = start("retry.retry_consumer", self.bootstrap, topics, log_dir=self.workdir)
         script.wait_for_assignment()  # so that no record is late for want of a consumer
         rng = random.Random(3)
-        start_ms = int(time.time() * 1000) + 1000
-        # Due times within the longest default backoff (4 s), as the main consumer stamps them.
+        # Due times within the longest default backoff (4 s), as the main consumer stamps them, from 2 s
+        # on: later than each record's timestamp plus the first backoff (1 s), which bounds them below.
+        start_ms = int(time.time() * 1000) + 2000
         produce_retry_records(self.bootstrap, topics.retry, records,
                               [start_ms + rng.randrange(3_000) for _ in records])
         try:
-            lateness = redrive_lateness(self.bootstrap, topics.orders, PARTITIONS, len(records))
+            lateness = redrive_lateness(self.bootstrap, topics.redrive, PARTITIONS, len(records))
         finally:
             script.stop()
         log.info("retry lateness: p50 %s ms, p99 %s ms, max %s ms", percentile(lateness, 0.5),

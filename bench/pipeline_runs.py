@@ -29,6 +29,7 @@ DEV_PROPERTIES = ROOT / "dev.properties"
 @dataclass
 class Topics:
     orders: str
+    redrive: str
     retry: str
     dlq: str
     stats: str
@@ -36,10 +37,11 @@ class Topics:
     @classmethod
     def fresh(cls, label: str) -> "Topics":
         suffix = f"{label}_{uuid.uuid4().hex[:6]}"
-        return cls(f"orders_{suffix}", f"retry_{suffix}", f"dlq_{suffix}", f"stats_{suffix}")
+        return cls(f"orders_{suffix}", f"redrive_{suffix}", f"retry_{suffix}", f"dlq_{suffix}", f"stats_{suffix}")
 
     def env(self) -> dict[str, str]:
-        return {"ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats}
+        return {"ORDERS_TOPIC": self.orders, "REDRIVE_TOPIC": self.redrive, "RETRY_TOPIC": self.retry,
+                "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats}
 
 
 @dataclass

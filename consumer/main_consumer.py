@@ -1,5 +1,9 @@
 """Consume orders, keep a running average of ``price``, route failures to retry or the DLQ.
 
+It reads ``orders`` and the re-drive topic, where the retry consumer puts
+retries once due (and the DLQ consumer replays): retries never go back into
+``orders``, which other teams may read.
+
 Run: ``python -m consumer.main_consumer [--fail-rate R] [--fail-product ItemN] [--summary-file PATH]``.
 
 Per batch: poll -> decode -> validate -> process -> route -> checkpoint. The
@@ -164,10 +168,10 @@ class MainConsumer:
     def global_stats(self, known: dict[str, Checkpoint], group: str) -> PartitionStats:
         """Owned partitions as they are now, the others as last checkpointed."""
         total = self.owned_now()
-        topic = self.args.orders_topic
-        for partition, checkpoint in partition_checkpoints(known, group, topic).items():
-            if (topic, partition) not in self.partitions:
-                total.add(PartitionStats.of(checkpoint))
+        for topic in (self.args.orders_topic, self.args.redrive_topic):
+            for partition, checkpoint in partition_checkpoints(known, group, topic).items():
+                if (topic, partition) not in self.partitions:
+                    total.add(PartitionStats.of(checkpoint))
         return total
 
     def _summary_line(self, elapsed: float) -> str:
@@ -182,8 +186,8 @@ class MainConsumer:
     # The data path
     def handle_batch(self, msgs: list[Message]) -> None:
         """decode -> validate -> process -> route each record; consecutive records of one partition share their lookups."""
-        for number, records in groupby(msgs, Message.partition):
-            self._handle_run((self.args.orders_topic, number), records)
+        for partition, records in groupby(msgs, lambda msg: (msg.topic(), msg.partition())):
+            self._handle_run(partition, records)
 
     def _handle_run(self, partition: tuple[str, int], records: Iterable[Message]) -> None:
         """Records of one partition, in offset order.
@@ -295,10 +299,17 @@ class MainConsumer:
         self.partitions[partition].retried += 1
         self.routing_counts[("retry", verdict.failure.stage, verdict.failure.error_class)] += 1
         if self.events.wants_line():
-            self.events.line(
-                "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
-                verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic, delay_s,
-            )
+            if verdict.attempt > self.args.max_retries:
+                self.events.line(
+                    "Order %s failed attempt %d (%s) -> %s, out of retries: the retry consumer dead-letters it",
+                    verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic,
+                )
+            else:
+                self.events.line(
+                    "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
+                    verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic,
+                    delay_s,
+                )
 
     def _dead_letter(self, msg: Message, partition: tuple[str, int], verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.dlq_reason is not None
@@ -385,10 +396,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
     state = MainConsumer(args, router, worker.tracker)
-    worker.subscribe([args.orders_topic], state)
+    worker.subscribe([args.orders_topic, args.redrive_topic], state)
     log.info(
-        "Consuming %s as group %s (fail rate %g, fail product %s); state in %s",
-        args.orders_topic, args.group_id, args.fail_rate, args.fail_product or "none", args.stats_topic,
+        "Consuming %s and its retries from %s as group %s (fail rate %g, fail product %s); state in %s",
+        args.orders_topic, args.redrive_topic, args.group_id, args.fail_rate, args.fail_product or "none",
+        args.stats_topic,
     )
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()

@@ -29,20 +29,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def summarize(checkpoints: dict[str, Checkpoint], group: str, orders_topic: str) -> dict[str, object]:
-    """The global figures and, per partition of the orders topic, its checkpoint's."""
+def summarize(checkpoints: dict[str, Checkpoint], group: str, topics: list[str]) -> dict[str, object]:
+    """The global figures and, per partition of the main consumer's topics (orders, re-drive), its checkpoint's."""
     partitions: dict[str, dict[str, object]] = {}
     processed, total = 0, 0.0
-    for partition, checkpoint in sorted(partition_checkpoints(checkpoints, group, orders_topic).items()):
-        processed += checkpoint.processed
-        total += checkpoint.sum
-        partitions[str(partition)] = {
-            "processed": checkpoint.processed,
-            "average": checkpoint.sum / checkpoint.processed if checkpoint.processed else None,
-            "retried": checkpoint.retried,
-            "dead_lettered": checkpoint.dead_lettered,
-            "next_offset": checkpoint.next_offset,
-        }
+    for topic in topics:
+        for partition, checkpoint in sorted(partition_checkpoints(checkpoints, group, topic).items()):
+            processed += checkpoint.processed
+            total += checkpoint.sum
+            partitions[f"{topic}[{partition}]"] = {
+                "processed": checkpoint.processed,
+                "average": checkpoint.sum / checkpoint.processed if checkpoint.processed else None,
+                "retried": checkpoint.retried,
+                "dead_lettered": checkpoint.dead_lettered,
+                "next_offset": checkpoint.next_offset,
+            }
     return {"processed": processed, "average": total / processed if processed else None, "partitions": partitions}
 
 
@@ -55,17 +56,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         checkpoints: dict[str, Checkpoint] = {}
     else:
         checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
-    result = summarize(checkpoints, args.group_id, args.orders_topic)
+    result = summarize(checkpoints, args.group_id, [args.orders_topic, args.redrive_topic])
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
         return 0
     average = result["average"]
-    print(f"{args.orders_topic} (group {args.group_id}): {result['processed']} orders processed, running average "
+    print(f"{args.orders_topic} and {args.redrive_topic} (group {args.group_id}): {result['processed']} orders "
+          f"processed, running average "
           f"{'n/a' if average is None else f'{average:.4f}'}")
     for partition, figures in result["partitions"].items():  # type: ignore[union-attr]
         avg = figures["average"]
-        print(f"  partition {partition}: processed={figures['processed']} "
+        print(f"  {partition}: processed={figures['processed']} "
               f"average={'n/a' if avg is None else f'{avg:.4f}'} retried={figures['retried']} "
               f"dead-lettered={figures['dead_lettered']} next offset={figures['next_offset']}")
     return 0

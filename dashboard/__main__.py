@@ -48,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging("ERROR")  # the view itself reports the broker's state
     clients = Clients(ClientSettings(args), "orders-dashboard")
-    topics = {"orders": args.orders_topic, "retry": args.retry_topic, "dlq": args.dlq_topic}
+    topics = {"orders": args.orders_topic, "redrive": args.redrive_topic, "retry": args.retry_topic, "dlq": args.dlq_topic}
     groups = {"main": args.main_group, "retry": args.retry_group, "dlq": args.dlq_group}
     collector = Collector(clients, topics, groups, args.stats_topic)
     try:

@@ -54,7 +54,8 @@ class Collector:
 
     def __init__(self, clients: Clients, topics: dict[str, str], groups: dict[str, str], stats_topic: str) -> None:
         self.clients = clients
-        self.topics = topics  # role -> topic name: orders, retry, dlq
+        self.topics = topics  # role -> topic name: orders, redrive, retry, dlq
+        self.main_topics = [topics["orders"], topics["redrive"]]  # what the main consumer reads
         self.groups = groups  # role -> group id: main, retry, dlq
         self.stats_topic = stats_topic
         self.admin = clients.admin()
@@ -80,7 +81,7 @@ class Collector:
         for msg in read_to_end(self.clients, starts, on_end=ends.__setitem__):
             self._take(msg, retry_committed, due_times)
         self._positions.update({p: e for p, e in ends.items() if p[0] in (self.topics["dlq"], self.stats_topic)})
-        figures = summarize(self._checkpoints, self.groups["main"], self.topics["orders"])
+        figures = summarize(self._checkpoints, self.groups["main"], self.main_topics)
         lag = {
             group_id: {f"{t}[{p}]": max(0, ends.get((t, p), 0) - offset) for (t, p), offset in sorted(offsets.items())}
             for group_id, offsets in committed.items()
@@ -107,8 +108,8 @@ class Collector:
             key = (msg.key() or b"").decode("utf-8", "replace")
             if checkpoint is not None:
                 self._checkpoints[key] = checkpoint
-                if key.startswith(checkpoint_prefix(self.groups["main"], self.topics["orders"])):
-                    average = summarize(self._checkpoints, self.groups["main"], self.topics["orders"])["average"]
+                if any(key.startswith(checkpoint_prefix(self.groups["main"], t)) for t in self.main_topics):
+                    average = summarize(self._checkpoints, self.groups["main"], self.main_topics)["average"]
                     if average is not None:
                         self._history.append(float(average))  # type: ignore[arg-type]
         elif topic == self.topics["dlq"]:

@@ -1,9 +1,11 @@
-"""Show each dead letter in ``orders_dlq`` with its reason, or replay selected ones to ``orders``.
+"""Show each dead letter in ``orders_dlq`` with its reason, or replay selected ones to the main consumer.
 
 Run: ``python -m dlq.dlq_consumer [--from-beginning]`` to follow the DLQ, or
 ``python -m dlq.dlq_consumer --replay [--reason-contains TEXT] [--dry-run]`` to
-re-drive dead letters after a fix: retry count reset, marked as replayed. A
-replay reads the DLQ up to its end as of the start and stops there.
+re-drive dead letters after a fix: retry count reset, marked as replayed,
+written to the re-drive topic that only the main consumer group reads (other
+readers of ``orders`` never see a replay). A replay reads the DLQ up to its
+end as of the start and stops there.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dlq.dlq_consumer", description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", default=env("DLQ_GROUP_ID", "orders-dlq"), help="(env DLQ_GROUP_ID) %(default)s")
     parser.add_argument("--from-beginning", action="store_true", help="show the whole DLQ history, not only what is new")
-    parser.add_argument("--replay", action="store_true", help="re-drive dead letters to the orders topic, then exit")
+    parser.add_argument("--replay", action="store_true", help="send dead letters back to the main consumer (the re-drive topic), then exit")
     parser.add_argument("--reason-contains", metavar="TEXT", help="with --replay: only dead letters whose reason or error contains TEXT")
     parser.add_argument("--dry-run", action="store_true", help="with --replay: show what would be replayed, send nothing")
     add_connection_args(parser)
@@ -125,7 +127,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
             log.info("%s: %s", verb, show(msg))
             if producer is not None:
                 headers = replay_headers(msg.headers(), now_ms())
-                produce_patiently(producer, args.orders_topic, key=msg.key(), value=msg.value(), headers=headers)
+                produce_patiently(producer, args.redrive_topic, key=msg.key(), value=msg.value(), headers=headers)
                 producer.poll(0)
                 metrics.REPLAYED.inc()
     finally:
@@ -133,7 +135,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     undelivered = producer.flush(30) if producer is not None else 0
     log.info(
         "%s %d dead letter(s) to %s, skipped %d%s",
-        "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.orders_topic, skipped,
+        "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.redrive_topic, skipped,
         f", {undelivered} not delivered" if undelivered else "",
     )
     return 1 if undelivered else 0
@@ -145,7 +147,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clients = Clients(ClientSettings(args), args.group_id)
     stop = StopFlag().install()
     metrics.serve(args.metrics_port, args.metrics_addr)
-    topics = [args.dlq_topic, args.orders_topic] if args.replay else [args.dlq_topic]
+    topics = [args.dlq_topic, args.redrive_topic] if args.replay else [args.dlq_topic]
     if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
         return 0
     return replay(args, clients, stop) if args.replay else follow(args, clients, stop)

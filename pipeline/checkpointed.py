@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from pipeline.clients import Clients, ensure_stats_topic, ensure_topics
+from pipeline.clients import RETRY_TOPIC_CONFIG, Clients, ensure_stats_topic, ensure_topics
 from pipeline.config import ClientSettings
 from pipeline.copies import CopyLedger, find_copies
 from pipeline.offsets import OffsetTracker, Partition
@@ -272,9 +272,10 @@ def wire(
     (the main consumer, whose thread is the bottleneck at high failure rates).
     """
     clients = Clients(ClientSettings(args), args.group_id)
-    topics = [args.orders_topic, args.retry_topic, args.dlq_topic]
+    topics = [args.orders_topic, args.redrive_topic, args.retry_topic, args.dlq_topic]
     if not (
-        ensure_topics(clients, topics, args.partitions, args.replication_factor, should_stop)
+        ensure_topics(clients, topics, args.partitions, args.replication_factor, should_stop,
+                      topic_config={args.retry_topic: RETRY_TOPIC_CONFIG})
         and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
     ):
         return None

@@ -12,14 +12,18 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from pipeline.config import ClientSettings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, FatalKafkaError
 
 log = logging.getLogger(__name__)
 
 _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+# The Java client's partitioner (librdkafka's default is crc32): a key lands in the same
+# partition whichever client wrote it, so our copies and re-drives sit beside a Java
+# producer's records of the same key.
+PRODUCER_BASE = {"partitioner": "murmur2_random"}
 _REPEAT_NOTICE_S = 30.0
 WARM_UP_TIMEOUT_S = 5.0
 
@@ -60,7 +64,7 @@ class BrokerStatus:
         if error.code() in _UNREACHABLE_CODES:
             self.unreachable(_short(error.str()))
         elif error.fatal():
-            log.error("Fatal Kafka client error: %s", error.str())
+            raise FatalKafkaError(f"fatal Kafka client error: {error.str()}")
         else:
             log.warning("Kafka client error: %s", error.str())
 
@@ -101,7 +105,7 @@ class Clients:
         and the first half second of records waits for it (measured: the first
         delivery 500 ms after ``produce()`` instead of 7 ms on the dev broker).
         """
-        producer = self._build(Producer, self._config(defaults, enforced))
+        producer = self._build(Producer, self._config({**PRODUCER_BASE, **defaults}, enforced))
         for topic in warm_up:
             try:
                 producer.list_topics(topic, timeout=WARM_UP_TIMEOUT_S)
@@ -165,13 +169,41 @@ def ensure_topics(
     return False
 
 
+# The retry consumer bounds each due time by the record's timestamp: the broker's clock, not
+# the stamping host's (brokers that ignore the setting keep the producer's time).
+RETRY_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+# Compacted, so a take-over reads about one checkpoint per key, not the topic's history; segments
+# roll every 10 minutes because the log cleaner never compacts the active one (default: 7 days).
+STATS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "600000"}
+
+
 def ensure_stats_topic(
     clients: Clients, topic: str, replication_factor: int, should_stop: Callable[[], bool] = lambda: False
 ) -> bool:
     """The compacted checkpoint topic: one partition, so one read gives every key's latest record."""
-    return ensure_topics(
-        clients, [topic], 1, replication_factor, should_stop, topic_config={topic: {"cleanup.policy": "compact"}}
-    )
+    ready = ensure_topics(clients, [topic], 1, replication_factor, should_stop, topic_config={topic: STATS_TOPIC_CONFIG})
+    if ready:
+        require_compacted(clients.admin(), topic)
+    return ready
+
+
+def require_compacted(admin: AdminClient, topic: str) -> None:
+    """Refuse a stats topic that is not compacted: retention would delete live checkpoints, and every
+    take-over would read the topic's whole history."""
+    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    try:
+        configs = future.result(15)
+    except KafkaException as exc:
+        log.warning("Cannot check that %s is compacted (%s); make sure it is", topic, exc.args[0].str())
+        return
+    entry = configs.get("cleanup.policy")
+    policy = entry.value if entry is not None and entry.value else "delete"
+    if "compact" not in policy.split(","):
+        raise ConfigError(
+            f"the stats topic {topic} has cleanup.policy={policy}; checkpoints need a compacted topic "
+            f"(kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact)"
+        )
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -80,6 +80,11 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     topics.add_argument(
         "--retry-topic", default=env("RETRY_TOPIC", "orders_retry"), help="(env RETRY_TOPIC) %(default)s"
     )
+    topics.add_argument(
+        "--redrive-topic", default=env("REDRIVE_TOPIC", "orders_redrive"),
+        help="due retries and replayed dead letters, read by this pipeline's main consumer group only, never "
+        "written to the orders topic (env REDRIVE_TOPIC) %(default)s",
+    )
     topics.add_argument("--dlq-topic", default=env("DLQ_TOPIC", "orders_dlq"), help="(env DLQ_TOPIC) %(default)s")
     topics.add_argument(
         "--partitions",
@@ -107,6 +112,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -144,7 +156,12 @@ class ClientSettings:
 
 def add_backoff_args(parser: argparse.ArgumentParser) -> None:
     """The retry schedule; the main consumer stamps it on each retry, the retry consumer enforces it."""
-    group = parser.add_argument_group("retry backoff (exponential, with jitter)")
+    group = parser.add_argument_group("retries: how many, and the backoff (exponential, with jitter)")
+    group.add_argument(
+        "--max-retries", type=non_negative_int, default=env("MAX_RETRIES", "3"),
+        help="retries after the first attempt before a record goes to the DLQ; the retry consumer enforces it, "
+        "the main consumer names it in its log (env MAX_RETRIES) %(default)s",
+    )
     group.add_argument(
         "--backoff-base", type=non_negative_float, default=env("RETRY_BACKOFF_BASE_S", "1.0"),
         help="delay after the first failure, seconds (env RETRY_BACKOFF_BASE_S) %(default)s",

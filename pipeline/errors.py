@@ -9,6 +9,11 @@ class ConfigError(PipelineError):
     """A flag, environment variable or properties-file entry is wrong."""
 
 
+class FatalKafkaError(PipelineError):
+    """A copy was not delivered, or the client hit an error no retry fixes: stop, and let the restart
+    find which copies landed (resending could duplicate one that was stored after all)."""
+
+
 class ValidationError(PipelineError):
     """A decoded order breaks a business rule; permanent, so it goes to the DLQ."""
 

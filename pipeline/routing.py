@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from pipeline.errors import FatalKafkaError
 from pipeline.headers import (
     DLQ_REASON, ERROR, REASON_TOO_LARGE, VALUE_OMITTED, Failure, Headers, Origin, routed_headers, with_source,
 )
@@ -117,8 +118,10 @@ class Router:
         if err.code() in _TOO_LARGE and value is not None:
             self._send_stub(key, value, headers, source, err.str())
             return
-        log.error("Copy of %s[%d]@%d to %s was not delivered (%s); sending it again", *source, topic, err.str())
-        self._send(topic, key, value, headers, source)
+        raise FatalKafkaError(
+            f"copy of {source[0]}[{source[1]}]@{source[2]} to {topic} not delivered ({err.str()}); stopping, "
+            f"so that the restart finds which copies landed"
+        )
 
 
 def _source(msg: Message) -> Source:

@@ -1,9 +1,11 @@
-"""Own ``orders_retry``: wait until each record is due, then re-drive it to ``orders``.
+"""Own ``orders_retry``: wait until each record is due, then re-drive it to ``orders_redrive``.
 
 Run: ``python -m retry.retry_consumer [--max-retries N]``.
 
-A record whose ``retryCount`` exceeds MAX_RETRIES goes to the DLQ with reason
-"retries exhausted" and its last error. Waiting never blocks the poll loop:
+Re-driven records go to the re-drive topic, which only this pipeline's main
+consumer group reads, never back to ``orders``: other readers of ``orders``
+see each order once. A record whose ``retryCount`` exceeds MAX_RETRIES goes
+to the DLQ with reason "retries exhausted" and its last error. Waiting never blocks the poll loop:
 records wait in memory, earliest due first, the loop keeps polling (so the
 member stays in the group) with a timeout that ends at the next due time, and
 a partition is paused only while it has too many records waiting.
@@ -46,10 +48,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m retry.retry_consumer", description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", default=env("RETRY_GROUP_ID", "orders-retry"), help="(env RETRY_GROUP_ID) %(default)s")
     parser.add_argument(
-        "--max-retries", type=int, default=env("MAX_RETRIES", "3"),
-        help="retries after the first attempt before a record goes to the DLQ (env MAX_RETRIES) %(default)s",
-    )
-    parser.add_argument(
         "--max-waiting", type=positive_int, default=env("RETRY_MAX_WAITING", "10000"),
         help="records waiting in memory per partition before it is paused (env RETRY_MAX_WAITING) %(default)s",
     )
@@ -58,10 +56,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_connection_args(parser)
     add_stats_topic_arg(parser)
     metrics.add_metrics_args(parser)
-    args = parser.parse_args(argv)
-    if args.max_retries < 0:
-        parser.error("--max-retries must be >= 0")
-    return args
+    return parser.parse_args(argv)
 
 
 def exhausted_failure(msg: Message, retry_count: int) -> Failure:
@@ -173,7 +168,7 @@ class RetryConsumer:
         """Re-drive every record whose time has come; resume partitions that drained."""
         current = now_ms()
         for due, msg in self.schedule.pop_due(current):
-            self.router.redrive(msg, self.args.orders_topic)
+            self.router.redrive(msg, self.args.redrive_topic)
             self._count((msg.topic(), msg.partition()), to_dlq=False)
             lateness = current - due
             self.max_lateness_ms = max(self.max_lateness_ms, lateness)
@@ -181,7 +176,7 @@ class RetryConsumer:
             metrics.RETRY_LATENESS_SECONDS.observe(lateness / 1000)
             self.events.event(
                 "Re-driving key=%s to %s for attempt %d (%d ms after due)",
-                key_text(msg), self.args.orders_topic, get_retry_count(msg.headers()) + 1, lateness,
+                key_text(msg), self.args.redrive_topic, get_retry_count(msg.headers()) + 1, lateness,
             )
         for partition in [p for p in self.paused if self.schedule.waiting(p) <= self.args.max_waiting // 2]:
             self.consumer.resume([TopicPartition(*partition)])
@@ -200,7 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     stop = StopFlag().install()
-    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.orders_topic, args.dlq_topic])
+    wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.redrive_topic, args.dlq_topic])
     if wiring is None:
         return 0
     producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router

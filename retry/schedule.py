@@ -28,15 +28,20 @@ def due_time_ms(
 ) -> int:
     """The stamped due time, else the last failure (or record time) plus the backoff.
 
-    A stamped time is honoured, but never further ahead than the longest
-    backoff, so a foreign header cannot park a record for a year.
+    Never before the record's own timestamp plus the plain backoff: a stamp
+    made on a host whose clock runs behind would fire early (the retry topic
+    is created with ``message.timestamp.type=LogAppendTime``, so on Apache
+    Kafka that timestamp is the broker's clock). Never further ahead than the
+    longest backoff from now: a foreign header cannot park a record for a year.
     """
     longest_ms = int(policy.cap_s * (1 + policy.jitter) * 1000) + 1
-    stamped = header_int(headers, RETRY_DUE)
-    if stamped is not None:
-        return min(stamped, now_ms + longest_ms)
-    failed_at = header_int(headers, LAST_FAILURE) or record_timestamp_ms or now_ms
-    return min(failed_at + int(policy.delay_s(retry_count) * 1000) + 1, now_ms + longest_ms)
+    due = header_int(headers, RETRY_DUE)
+    if due is None:
+        failed_at = header_int(headers, LAST_FAILURE) or record_timestamp_ms or now_ms
+        due = failed_at + int(policy.delay_s(retry_count) * 1000) + 1
+    if record_timestamp_ms is not None:
+        due = max(due, record_timestamp_ms + int(policy.plain_delay_s(retry_count) * 1000))
+    return min(due, now_ms + longest_ms)
 
 
 class RetrySchedule(Generic[Item]):

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import BrokerError
+from pipeline.clients import RETRY_TOPIC_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_PROPERTIES = ROOT / "dev.properties"
@@ -47,6 +48,7 @@ def engine_unavailable(engine: str, error: BrokerError) -> None:
 @dataclass
 class Topics:
     orders: str
+    redrive: str
     retry: str
     dlq: str
     stats: str
@@ -54,13 +56,18 @@ class Topics:
     @classmethod
     def unique(cls) -> "Topics":
         suffix = uuid.uuid4().hex[:8]
-        return cls(f"orders_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}", f"orders_stats_{suffix}")
+        return cls(f"orders_{suffix}", f"orders_redrive_{suffix}", f"orders_retry_{suffix}", f"orders_dlq_{suffix}",
+                   f"orders_stats_{suffix}")
+
+    def pipeline(self) -> list[str]:
+        """The topics the scripts read and write (the stats topic is the consumers' own)."""
+        return [self.orders, self.redrive, self.retry, self.dlq]
 
     def env(self) -> dict[str, str]:
         """Topics and consumer groups of one test, shared by nothing else."""
         suffix = self.orders.rsplit("_", 1)[1]
         return {
-            "ORDERS_TOPIC": self.orders, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats,
+            "ORDERS_TOPIC": self.orders, "REDRIVE_TOPIC": self.redrive, "RETRY_TOPIC": self.retry, "DLQ_TOPIC": self.dlq, "STATS_TOPIC": self.stats,
             "MAIN_GROUP_ID": f"orders-main-{suffix}", "RETRY_GROUP_ID": f"orders-retry-{suffix}",
             "DLQ_GROUP_ID": f"orders-dlq-{suffix}",
         }
@@ -69,7 +76,8 @@ class Topics:
 def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
     """Create topics first, so that consumers find them at once; replication factor: the broker's default."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions) for name in names]).values():
+    configs = {name: RETRY_TOPIC_CONFIG for name in names if "_retry_" in name}  # as the scripts create it
+    for future in admin.create_topics([NewTopic(name, partitions, config=configs.get(name, {})) for name in names]).values():
         future.result(30)
 
 

@@ -46,6 +46,7 @@ class ForeignBatch:
     valid: list[dict] = field(default_factory=list)
     values: dict[bytes, dict] = field(default_factory=dict)
     poison: dict[bytes, tuple[str, Optional[bytes], str]] = field(default_factory=dict)
+    written: list[tuple[Optional[bytes], Optional[bytes]]] = field(default_factory=list)  # (key, value) of each record
 
 
 def write_foreign_orders(bootstrap: str, topic: str, count: int, rng: random.Random, poison_rounds: int = 1) -> ForeignBatch:
@@ -77,6 +78,7 @@ def write_foreign_orders(bootstrap: str, topic: str, count: int, rng: random.Ran
     for key, value, headers in records:
         producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         producer.poll(0)
+        batch.written.append((key, value))
     assert producer.flush(60) == 0
     assert failures == [], f"the broker refused {len(failures)} record(s): {failures[:3]}"
     return batch

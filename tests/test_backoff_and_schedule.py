@@ -40,6 +40,12 @@ def test_due_time_caps_a_far_stamp():
     assert due_time_ms([(RETRY_DUE, b"999999999999")], 0, now_ms=1000, retry_count=1, policy=POLICY) == 1000 + 4001
 
 
+def test_a_stamp_from_a_clock_running_behind_waits_for_the_record_time_plus_the_backoff():
+    written_ms = 100_000  # the broker's clock; the stamping host's clock ran 9 s behind
+    assert due_time_ms([(RETRY_DUE, b"92000")], written_ms, now_ms=100_050, retry_count=1, policy=POLICY) == 101_000
+    assert due_time_ms([(RETRY_DUE, b"92000")], written_ms, now_ms=100_050, retry_count=3, policy=POLICY) == 104_000
+
+
 def test_due_time_without_stamp_uses_last_failure_or_timestamp():
     assert due_time_ms([(LAST_FAILURE, b"2000")], 1000, now_ms=2500, retry_count=2, policy=POLICY) == 2000 + 2001
     assert due_time_ms([(RETRY_DUE, b"junk")], 1000, now_ms=1500, retry_count=1, policy=POLICY) == 1000 + 1001

@@ -65,6 +65,8 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: 
             wait_until(lambda: "(attempt 2)" in output(), 60, what="an order processed on a retry")
             wait_until(lambda: "Dead letter " in output() and "retries exhausted" in output(), 90,
                        what="dead letters shown by the DLQ consumer")
+            wait_until(lambda: "out of retries: the retry consumer dead-letters it" in output(), 30,
+                       what="the main consumer's line for a final failed attempt")
             assert (read_json(tmp_path / "summary.json") or {}).get("processed", 0) > 0
             main_metrics = metrics_base + 1
             first = scrape(main_metrics)["orders_processed_total"]
@@ -80,5 +82,6 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: 
     for name in ("producer|", "main    |", "retry   |", "dlq     |"):
         assert name in text
     assert "Traceback" not in text
+    assert not re.search(r"failed attempt 4 .*due in", text), "the last attempt announced as if it would be retried"
     wait_until(lambda: not alive(family), 30, what="every demo process to exit")
     assert not port_open("127.0.0.1", port)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_poison_corpus_is_dead_lettered_once_each_and_nothing_stops(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     batch = write_foreign_orders(bootstrap, topics.orders, 50, random.Random(9), poison_rounds=2)
     summary_path = tmp_path / "summary.json"
     main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
@@ -38,7 +38,7 @@ def test_poison_corpus_is_dead_lettered_once_each_and_nothing_stops(runner: Scri
 
 
 def test_a_value_too_large_to_copy_becomes_a_stub_that_points_at_the_original(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
     producer.produce(topics.orders, key=b"big", value=b"\x01" * 500_000)
     assert producer.flush(30) == 0

@@ -24,7 +24,7 @@ def total(samples: dict[str, float], prefix: str) -> float:
 
 
 def test_metrics_and_dashboard_agree_with_the_summary(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path: Path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     batch = write_foreign_orders(bootstrap, topics.orders, 600, random.Random(12))
     summary_path = tmp_path / "summary.json"
     main_port, retry_port = free_port(), free_port()
@@ -74,7 +74,7 @@ def test_metrics_and_dashboard_agree_with_the_summary(runner: ScriptRunner, topi
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_live_view_renders_in_a_terminal_and_survives_a_missing_broker(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path: Path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     write_foreign_orders(bootstrap, topics.orders, 20, random.Random(1))
     runner.start("consumer.main_consumer", "--fail-rate", "0")
     session = f"dash-{free_port()}"

@@ -22,7 +22,7 @@ FAST_BACKOFF = ["--backoff-base", "0.2", "--backoff-factor", "2", "--backoff-max
 
 def test_every_order_is_counted_or_dead_lettered_exactly_once(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
     seed, fail_rate, fail_product, max_retries = 11, 0.1, "Item3", 3
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     batch = write_foreign_orders(bootstrap, topics.orders, 2500, random.Random(7))
     expected = expected_outcome(batch.valid, fail_rate, fail_product, seed, max_retries)
     summary_path = tmp_path / "summary.json"
@@ -68,14 +68,21 @@ def test_every_order_is_counted_or_dead_lettered_exactly_once(runner: ScriptRunn
     retried = read_all(bootstrap, topics.retry)
     assert summary["retried"] == len(retried)
     assert all(r.header(ERROR) and int(r.header(RETRY_COUNT)) >= 1 and r.header(RETRY_DUE) for r in retried)
-    redriven = [r for r in read_all(bootstrap, topics.orders) if r.header(RETRY_DUE)]
+    redriven = read_all(bootstrap, topics.redrive)
     assert len(redriven) == len(retried) - len(expected.exhausted)
     early = [r for r in redriven if r.timestamp_ms < int(r.header(RETRY_DUE))]
     assert early == [], "a retry was re-driven before it was due"
+    assert_orders_hold_only(bootstrap, topics.orders, batch.written)
+
+
+def assert_orders_hold_only(bootstrap: str, orders_topic: str, written: list) -> None:
+    """A bystander reading the orders topic sees exactly what the producer wrote: no retry, no replay."""
+    seen = Counter((r.key, r.value) for r in read_all(bootstrap, orders_topic))
+    assert seen == Counter(written), f"{sum(seen.values())} records in {orders_topic}, {len(written)} written"
 
 
 def test_dlq_consumer_shows_and_replays_dead_letters(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     batch = write_foreign_orders(bootstrap, topics.orders, 20, random.Random(3))
     summary_path = tmp_path / "summary.json"
     main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
@@ -95,16 +102,17 @@ def test_dlq_consumer_shows_and_replays_dead_letters(runner: ScriptRunner, topic
 
     replay = runner.run("dlq.dlq_consumer", "--replay", "--reason-contains", "negative")
     assert replay.returncode == 0, replay.stderr
-    assert f"Replayed 1 dead letter(s) to {topics.orders}, skipped {len(batch.poison) - 1}" in replay.stderr
+    assert f"Replayed 1 dead letter(s) to {topics.redrive}, skipped {len(batch.poison) - 1}" in replay.stderr
     wait_until(lambda: len(read_all(bootstrap, topics.dlq)) == len(batch.poison) + 1, 60, what="the replayed record back in the DLQ")
     again = [r for r in read_all(bootstrap, topics.dlq) if r.header(REPLAYED_AT)]
     assert len(again) == 1 and again[0].header(RETRY_COUNT) == "1" and "negative" in again[0].header(ERROR)
     assert main.stop() == 0
     assert read_json(summary_path)["processed"] == 20
+    assert_orders_hold_only(bootstrap, topics.orders, batch.written)
 
 
 def test_state_survives_kill_9_and_stats_reads_it(runner: ScriptRunner, topics: Topics, bootstrap: str, tmp_path):
-    create_topics(bootstrap, [topics.orders, topics.retry, topics.dlq])
+    create_topics(bootstrap, topics.pipeline())
     batch = write_foreign_orders(bootstrap, topics.orders, 500, random.Random(4), poison_rounds=0)
     summary_path = tmp_path / "summary.json"
     first = runner.start("consumer.main_consumer", "--fail-rate", "0", "--summary-file", str(summary_path))
@@ -123,3 +131,12 @@ def test_state_survives_kill_9_and_stats_reads_it(runner: ScriptRunner, topics: 
     assert figures["processed"] == 500 and math.isclose(figures["average"], expected, rel_tol=1e-9)
     assert sum(p["processed"] for p in figures["partitions"].values()) == 500
     assert "Processed order" not in second.output(), "a record was applied twice after the restart"
+
+
+def test_a_stats_topic_that_is_not_compacted_is_refused(runner: ScriptRunner, topics: Topics, bootstrap: str):
+    create_topics(bootstrap, [*topics.pipeline(), topics.stats])  # the broker's default: cleanup.policy=delete
+    result = runner.run("consumer.main_consumer", timeout_s=90)
+    assert result.returncode == 2, result.stderr
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert f"the stats topic {topics.stats} has cleanup.policy=delete" in line
+    assert "Traceback" not in result.stderr

@@ -136,3 +136,36 @@ def test_devbroker_starts_and_stops_on_ctrl_c(tmp_path, engine: str):
         wait_until(lambda: not alive(family), 30, what="every broker process (JVMs included) to exit")
     finally:
         process.kill()
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java producer picks for ``key``: murmur2, made positive, modulo the partition count."""
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    length = len(key)
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[length - length % 4:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def test_keys_land_where_a_java_producer_puts_them(runner: ScriptRunner, topics: Topics, bootstrap: str):
+    result = runner.run("producer.producer", "--count", "300", "--rate", "0", "--partitions", "7")
+    assert result.returncode == 0, result.stderr
+    records = read_all(bootstrap, topics.orders)
+    assert len(records) == 300 and len({r.partition for r in records}) == 7
+    assert all(r.partition == java_partition(r.key, 7) for r in records)

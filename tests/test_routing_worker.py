@@ -13,12 +13,13 @@ from confluent_kafka import Message, Producer
 from bench.pipeline_runs import children_of
 from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args
 from pipeline.checkpointed import PRODUCER_ENFORCED
-from pipeline.errors import PipelineError
+from pipeline.errors import FatalKafkaError, PipelineError
 from pipeline.headers import (
     DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, source_of,
 )
 from pipeline.routing import Router
 from pipeline.routing_worker import RoutingWorker
+from devbroker import free_port
 from tests.kafka_helpers import ROOT, ScriptRunner, Topics, create_topics, read_all, wait_until
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,15 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_undelivered_copy_stops_routing_instead_of_sending_it_again() -> None:
+    """A resent copy could land twice (the first may have been stored after all): stop, the restart finds the truth."""
+    nobody_listens = f"127.0.0.1:{free_port()}"
+    producer = Producer({"bootstrap.servers": nobody_listens, "message.timeout.ms": 500, "log_level": 0, **PRODUCER_ENFORCED})
+    router = Router(producer, "orders_retry", "orders_dlq", lambda source, copy: None)
+    [msg] = sources("orders", 1)
+    router.send_back_to_retry(msg, FAILURE, 1, 1_800_000_000_000)
+    with pytest.raises(FatalKafkaError, match=r"copy of orders\[0\]@100 to orders_retry not delivered"):
+        producer.flush(30)
+    assert len(producer) == 0, "nothing was produced again"
