@@ -163,11 +163,12 @@ class Bench:
         script = start("retry.retry_consumer", self.bootstrap, topics, log_dir=self.workdir)
         script.wait_for_assignment()  # so that no record is late for want of a consumer
         rng = random.Random(3)
-        # Due times within the longest default backoff (4 s), as the main consumer stamps them, from 2 s
-        # on: later than each record's timestamp plus the first backoff (1 s), which bounds them below.
-        start_ms = int(time.time() * 1000) + 2000
+        # Due times as the main consumer stamps them: after each record's timestamp plus the first
+        # backoff (1 s), which bounds a due time from below, and within the longest backoff from
+        # now (4.4 s), which bounds it from above.
+        start_ms = int(time.time() * 1000) + 1500
         produce_retry_records(self.bootstrap, topics.retry, records,
-                              [start_ms + rng.randrange(3_000) for _ in records])
+                              [start_ms + rng.randrange(2_500) for _ in records])
         try:
             lateness = redrive_lateness(self.bootstrap, topics.redrive, PARTITIONS, len(records))
         finally:

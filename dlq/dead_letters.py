@@ -8,8 +8,8 @@ from typing import Optional, Sequence
 
 from avro_utils import AvroDecodeError, avro_deserialize
 from pipeline.headers import (
-    DLQ_REASON, ERROR, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REASON_EXHAUSTED, REASON_INVALID, REASON_TOO_LARGE,
-    REASON_UNDECODABLE, REPLAYED_AT, HeaderValue,
+    DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REASON_EXHAUSTED, REASON_INVALID, REASON_TOO_LARGE,
+    REASON_UNDECODABLE, REPLAYED_AT, VALUE_OMITTED, HeaderValue,
     get_retry_count, header_int, header_text, origin_of,
 )
 
@@ -111,3 +111,33 @@ def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contain
         return True
     needle = reason_contains.lower()
     return any(needle in (header_text(headers, name) or "").lower() for name in (DLQ_REASON, ERROR))
+
+
+@dataclass(frozen=True)
+class ReplaySelection:
+    """Which dead letters a replay takes: every condition given must hold."""
+
+    reason_contains: Optional[str] = None
+    error_class: Optional[str] = None
+    key: Optional[bytes] = None
+    since_ms: Optional[int] = None
+    until_ms: Optional[int] = None
+
+    def selects(self, key: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]],
+                timestamp_ms: Optional[int]) -> bool:
+        if not matches(headers, self.reason_contains):
+            return False
+        if self.error_class and (header_text(headers, ERROR_CLASS) or "").lower() != self.error_class.lower():
+            return False
+        if self.key is not None and key != self.key:
+            return False
+        if self.since_ms is not None and (timestamp_ms is None or timestamp_ms < self.since_ms):
+            return False
+        return self.until_ms is None or (timestamp_ms is not None and timestamp_ms < self.until_ms)
+
+
+def not_replayable(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> Optional[str]:
+    """Why a dead letter cannot go back into processing, or None."""
+    if header_text(headers, VALUE_OMITTED) is not None:
+        return "a stub: its value was too large to copy and is only at its origin"
+    return None

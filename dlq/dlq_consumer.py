@@ -1,7 +1,8 @@
 """Show each dead letter in ``orders_dlq`` with its reason, or replay selected ones to the main consumer.
 
 Run: ``python -m dlq.dlq_consumer [--from-beginning]`` to follow the DLQ, or
-``python -m dlq.dlq_consumer --replay [--reason-contains TEXT] [--dry-run]`` to
+``python -m dlq.dlq_consumer --replay [--reason-contains TEXT] [--error-class NAME]
+[--key KEY] [--since TIME] [--until TIME] [--max-rate N] [--dry-run]`` to
 re-drive dead letters after a fix: retry count reset, marked as replayed,
 written to the re-drive topic that only the main consumer group reads (other
 readers of ``orders`` never see a replay). A replay reads the DLQ up to its
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
+from datetime import datetime, timezone
 from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from dlq.dead_letters import describe_dead_letter, dlq_reason, matches, replayed_since
+from dlq.dead_letters import ReplaySelection, describe_dead_letter, dlq_reason, not_replayable, replayed_since
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
-from pipeline.config import ClientSettings, add_connection_args, env
+from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float
 from pipeline.headers import replay_headers
 from pipeline.routing import now_ms, produce_patiently
 from pipeline.logs import setup_logging
@@ -38,16 +41,51 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--group-id", default=env("DLQ_GROUP_ID", "orders-dlq"), help="(env DLQ_GROUP_ID) %(default)s")
     parser.add_argument("--from-beginning", action="store_true", help="show the whole DLQ history, not only what is new")
     parser.add_argument("--replay", action="store_true", help="send dead letters back to the main consumer (the re-drive topic), then exit")
-    parser.add_argument("--reason-contains", metavar="TEXT", help="with --replay: only dead letters whose reason or error contains TEXT")
-    parser.add_argument("--dry-run", action="store_true", help="with --replay: show what would be replayed, send nothing")
+    selection = parser.add_argument_group("with --replay: which dead letters (all conditions given must hold)")
+    selection.add_argument("--reason-contains", metavar="TEXT", help="reason or error contains TEXT (any case)")
+    selection.add_argument("--error-class", metavar="NAME", help="the failure's error class, e.g. ValidationError")
+    selection.add_argument("--key", help="the record key, as UTF-8 text")
+    selection.add_argument("--since", type=time_ms, metavar="TIME",
+                           help="dead-lettered at or after TIME (ISO 8601, e.g. 2026-12-01T10:00:00Z, or epoch ms)")
+    selection.add_argument("--until", type=time_ms, metavar="TIME", help="dead-lettered before TIME")
+    selection.add_argument("--max-rate", type=non_negative_float, default=env("REPLAY_MAX_RATE", "1000"),
+                           help="records per second at most, 0 = no limit (env REPLAY_MAX_RATE) %(default)s")
+    selection.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
     add_connection_args(parser)
     metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
-    if (args.reason_contains or args.dry_run) and not args.replay:
-        parser.error("--reason-contains and --dry-run go with --replay")
+    chosen = [args.reason_contains, args.error_class, args.key, args.since, args.until, args.dry_run or None]
+    if any(option is not None for option in chosen) and not args.replay:
+        parser.error("--reason-contains, --error-class, --key, --since, --until and --dry-run go with --replay")
     if args.replay and args.from_beginning:
         parser.error("--replay always reads from the beginning; drop --from-beginning")
     return args
+
+
+def time_ms(text: str) -> int:
+    """A point in time from the command line: epoch milliseconds, or ISO 8601 (UTC unless it says otherwise)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601, e.g. 2026-12-01T10:00:00Z, or epoch ms)")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+class Pacer:
+    """At most ``rate`` sends per second; waits by serving the producer's delivery reports."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval_s = 1 / rate if rate else 0.0
+        self._next = time.monotonic()
+
+    def wait(self, producer: Producer) -> None:
+        while (delay := self._next - time.monotonic()) > 0:
+            producer.poll(delay)  # returns early once it has served a report, hence the loop
+        self._next = max(self._next, time.monotonic()) + self.interval_s
 
 
 def show(msg: Message) -> str:
@@ -106,7 +144,10 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     consumer.assign([TopicPartition(args.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
     producer: Optional[Producer] = None if args.dry_run else clients.producer({}, PRODUCER_ENFORCED)
     verb = "Would replay" if args.dry_run else "Replaying"
-    selected = skipped = 0
+    selection = ReplaySelection(args.reason_contains, args.error_class,
+                                args.key.encode() if args.key is not None else None, args.since, args.until)
+    pacer = Pacer(args.max_rate)
+    selected = skipped = refused = 0
     try:
         while unfinished and not stop.requested:
             msg = consumer.poll(0.5)
@@ -120,12 +161,19 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 continue
             if replayed_since(msg.headers(), started_ms):
                 continue  # this replay sent it back, and it failed again
-            if not matches(msg.headers(), args.reason_contains):
+            timestamp_type, timestamp = msg.timestamp()
+            if not selection.selects(msg.key(), msg.headers(), timestamp if timestamp_type else None):
                 skipped += 1
+                continue
+            why_not = not_replayable(msg.headers())
+            if why_not is not None:
+                refused += 1
+                log.warning("Not replaying %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), why_not)
                 continue
             selected += 1
             log.info("%s: %s", verb, show(msg))
             if producer is not None:
+                pacer.wait(producer)
                 headers = replay_headers(msg.headers(), now_ms())
                 produce_patiently(producer, args.redrive_topic, key=msg.key(), value=msg.value(), headers=headers)
                 producer.poll(0)
@@ -134,9 +182,9 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
         consumer.close()
     undelivered = producer.flush(30) if producer is not None else 0
     log.info(
-        "%s %d dead letter(s) to %s, skipped %d%s",
+        "%s %d dead letter(s) to %s, skipped %d%s%s",
         "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.redrive_topic, skipped,
-        f", {undelivered} not delivered" if undelivered else "",
+        f", {refused} not replayable" if refused else "", f", {undelivered} not delivered" if undelivered else "",
     )
     return 1 if undelivered else 0
 

@@ -1,9 +1,13 @@
+import argparse
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avro_utils import avro_serialize
-from dlq.dead_letters import UNDECODABLE, describe_dead_letter, matches, replayed_since
-from pipeline.headers import DLQ_REASON, ERROR, REPLAYED_AT, Failure, Origin, routed_headers
+from dlq.dead_letters import UNDECODABLE, ReplaySelection, describe_dead_letter, matches, not_replayable, replayed_since
+from dlq.dlq_consumer import time_ms
+from pipeline.headers import DLQ_REASON, ERROR, ERROR_CLASS, REPLAYED_AT, VALUE_OMITTED, Failure, Origin, routed_headers
 
 
 def test_a_dead_letter_reads_well():
@@ -43,3 +47,29 @@ def test_a_replay_passes_over_what_it_sent_back_itself():
     assert not replayed_since([(REPLAYED_AT, b"%d" % (started_ms - 5))], started_ms)  # an earlier replay's
     assert not replayed_since([(REPLAYED_AT, b"junk")], started_ms)
     assert not replayed_since(None, started_ms)
+
+
+def test_a_replay_selection_needs_every_condition_it_names():
+    headers = [(DLQ_REASON, b"retries exhausted"), (ERROR, b"boom"), (ERROR_CLASS, b"TransientProcessingError")]
+    assert ReplaySelection().selects(None, None, None)
+    assert ReplaySelection(error_class="transientprocessingerror", key=b"k", since_ms=100, until_ms=200).selects(
+        b"k", headers, 150)
+    assert not ReplaySelection(error_class="ValidationError").selects(b"k", headers, 150)
+    assert not ReplaySelection(key=b"other").selects(b"k", headers, 150)
+    assert not ReplaySelection(since_ms=151).selects(b"k", headers, 150)
+    assert not ReplaySelection(until_ms=150).selects(b"k", headers, 150)
+    assert not ReplaySelection(since_ms=1).selects(b"k", headers, None)
+    assert not ReplaySelection(reason_contains="invalid").selects(b"k", headers, 150)
+
+
+def test_a_stub_is_not_replayable():
+    assert not_replayable([(VALUE_OMITTED, b"500000")]) is not None
+    assert not_replayable([(DLQ_REASON, b"invalid order")]) is None
+
+
+def test_replay_times_read_iso_8601_or_epoch_ms():
+    assert time_ms("1700000000000") == 1_700_000_000_000
+    assert time_ms("2023-11-14T22:13:20Z") == 1_700_000_000_000
+    assert time_ms("2023-11-14T22:13:20") == 1_700_000_000_000  # UTC unless it says otherwise
+    with pytest.raises(argparse.ArgumentTypeError):
+        time_ms("yesterday")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections import Counter
+from typing import Optional
 
 import pytest
+from confluent_kafka import Producer
 
 from pipeline.headers import (
-    DLQ_REASON, ERROR, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REPLAYED_AT, RETRY_COUNT, RETRY_DUE,
+    DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REASON_TOO_LARGE, REPLAYED_AT,
+    RETRY_COUNT, RETRY_DUE, VALUE_OMITTED,
 )
 from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json, wait_until
 from tests.pipeline_expectations import expected_outcome, float32, write_foreign_orders
@@ -140,3 +144,38 @@ def test_a_stats_topic_that_is_not_compacted_is_refused(runner: ScriptRunner, to
     [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
     assert f"the stats topic {topics.stats} has cleanup.policy=delete" in line
     assert "Traceback" not in result.stderr
+
+
+def test_replay_takes_only_what_it_is_asked_for_never_a_stub_and_keeps_to_its_rate(
+        runner: ScriptRunner, topics: Topics, bootstrap: str):
+    create_topics(bootstrap, topics.pipeline())
+    base_ms = int(time.time() * 1000) - 60_000
+    producer = Producer({"bootstrap.servers": bootstrap})
+
+    def dead_letter(key: bytes, error_class: bytes, reason: bytes, at_ms: int, value: Optional[bytes] = b"v",
+                    extra: tuple = ()) -> None:
+        headers = [(DLQ_REASON, reason), (ERROR, reason), (ERROR_CLASS, error_class), *extra]
+        producer.produce(topics.dlq, key=key, value=value, headers=headers, timestamp=at_ms)
+
+    dead_letter(b"k1", b"ValidationError", b"invalid order", base_ms)
+    dead_letter(b"k2", b"TransientProcessingError", b"retries exhausted", base_ms + 1000)
+    dead_letter(b"k3", b"ValidationError", REASON_TOO_LARGE.encode(), base_ms + 2000, None, ((VALUE_OMITTED, b"500000"),))
+    for n in range(30):
+        dead_letter(b"bulk-%d" % n, b"BulkError", b"retries exhausted", base_ms + 3000)
+    assert producer.flush(30) == 0
+
+    def replay(*selection: str) -> str:
+        result = runner.run("dlq.dlq_consumer", "--replay", *selection)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "Replayed 1 dead letter(s)" in replay("--key", "k1")
+    assert "Replayed 1 dead letter(s)" in replay("--error-class", "transientprocessingerror", "--since", str(base_ms + 500),
+                                                 "--until", str(base_ms + 1500))
+    refused = replay("--reason-contains", "too large")
+    assert "Replayed 0 dead letter(s)" in refused and "1 not replayable" in refused
+    assert "Replayed 30 dead letter(s)" in replay("--error-class", "BulkError", "--max-rate", "20")
+    replayed = read_all(bootstrap, topics.redrive)
+    assert sorted(r.key for r in replayed if not r.key.startswith(b"bulk-")) == [b"k1", b"k2"]
+    bulk = sorted(r.timestamp_ms for r in replayed if r.key.startswith(b"bulk-"))
+    assert len(bulk) == 30 and bulk[-1] - bulk[0] >= 0.9 * 29 / 20 * 1000, "faster than --max-rate 20"
