@@ -299,17 +299,12 @@ class MainConsumer:
         self.partitions[partition].retried += 1
         self.routing_counts[("retry", verdict.failure.stage, verdict.failure.error_class)] += 1
         if self.events.wants_line():
-            if verdict.attempt > self.args.max_retries:
-                self.events.line(
-                    "Order %s failed attempt %d (%s) -> %s, out of retries: the retry consumer dead-letters it",
-                    verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic,
-                )
-            else:
-                self.events.line(
-                    "Order %s failed attempt %d (%s) -> %s, due in %.2f s",
-                    verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic,
-                    delay_s,
-                )
+            outcome = ("out of retries: the retry consumer dead-letters it" if verdict.attempt > self.args.max_retries
+                       else f"due in {delay_s:.2f} s")
+            self.events.line(
+                "Order %s failed attempt %d (%s) -> %s, %s",
+                verdict.order["orderId"], verdict.attempt, verdict.failure.error_message, self.args.retry_topic, outcome,
+            )
 
     def _dead_letter(self, msg: Message, partition: tuple[str, int], verdict: Verdict) -> None:
         assert verdict.failure is not None and verdict.dlq_reason is not None

@@ -5,8 +5,8 @@ Run: ``python -m retry.retry_consumer [--max-retries N]``.
 Re-driven records go to the re-drive topic, which only this pipeline's main
 consumer group reads, never back to ``orders``: other readers of ``orders``
 see each order once. A record whose ``retryCount`` exceeds MAX_RETRIES goes
-to the DLQ with reason "retries exhausted" and its last error. Waiting never blocks the poll loop:
-records wait in memory, earliest due first, the loop keeps polling (so the
+to the DLQ with reason "retries exhausted" and its last error. Waiting never
+blocks the poll loop: records wait in memory, earliest due first, the loop keeps polling (so the
 member stays in the group) with a timeout that ends at the next due time, and
 a partition is paused only while it has too many records waiting.
 """
