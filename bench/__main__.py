@@ -30,7 +30,7 @@ from bench.pipeline_runs import (
     timestamps,
 )
 from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
-from devbroker import ENGINES, dev_broker, free_port
+from devbroker import ENGINE_NAMES, ENGINES, dev_broker, free_port
 from pipeline.clients import RETRY_TOPIC_CONFIG
 from pipeline.logs import setup_logging
 
@@ -352,8 +352,7 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
     for group in ("peak_rss_mb", "peak_rss_full_speed_mb", "rss_growth_after_warmup_mb"):
         rows += [(f"{group} {name}", figure) for name, figure in results.get(group, {}).items()]
     machine = f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
-    engine_name = {"tansu": "Tansu", "kafka": "Apache Kafka"}[args.engine]
-    broker = given_bootstrap or f"a fresh dev broker ({engine_name}) per phase"
+    broker = given_bootstrap or f"a fresh dev broker ({ENGINE_NAMES[args.engine]}) per phase"
     print(f"\nkafka-orders benchmark: {args.orders:,} orders per throughput run, median of {args.repeats}; "
           f"broker: {broker}; {machine}\n")
     print(table(rows))

@@ -1,8 +1,9 @@
 """Run the producer and the three consumers together, each line prefixed with its name.
 
 Starts a dev broker (Tansu, in memory, or with ``--engine kafka`` Apache
-Kafka) unless a broker already answers at the bootstrap address. Ctrl+C (or SIGTERM) stops the producer first, then the
-consumers, then the broker, and leaves no process behind.
+Kafka) unless a broker already answers at the bootstrap address. Ctrl+C (or
+SIGTERM) stops the producer first, then the consumers, then the broker, and
+leaves no process behind.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if port is None:
             log.error("No broker answers at %s, and it is not local, so no dev broker can stand in", args.bootstrap_servers)
             return 1
-        what = "Tansu, data in memory" if args.engine == "tansu" else "Apache Kafka, data in a temp dir"
-        log.info("No broker at %s: starting the dev broker (%s)", args.bootstrap_servers, what)
         try:
-            broker = dev_broker(args.engine, port, output=(state_dir / "devbroker.log").open("wb")).start()
+            broker = dev_broker(args.engine, port, output=(state_dir / "devbroker.log").open("wb"))
+            log.info("No broker at %s: starting the dev broker (%s)", args.bootstrap_servers, broker.description)
+            broker.start()
         except BrokerError as exc:
             log.error("%s", exc)
             return 1

@@ -1,7 +1,7 @@
 """Docker-free brokers for development and tests: Tansu (in memory, PyPI only) or Apache Kafka (Maven Central + Java).
 
 ``dev_broker(engine, port)`` gives either; both are context managers with
-``bootstrap_servers``, ``start()``, ``running()`` and ``stop()``.
+``bootstrap_servers``, ``description``, ``start()``, ``running()`` and ``stop()``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from devbroker.kafka import KafkaCluster
 from devbroker.tansu import TansuBroker
 
 ENGINES = ("tansu", "kafka")
+ENGINE_NAMES = {"tansu": "Tansu", "kafka": "Apache Kafka"}
 DevBroker = Union[TansuBroker, KafkaCluster]
 
 __all__ = [
-    "ENGINES", "BrokerError", "DevBroker", "KafkaCluster", "TansuBroker",
+    "ENGINES", "ENGINE_NAMES", "BrokerError", "DevBroker", "KafkaCluster", "TansuBroker",
     "broker_answers", "brokers_answering", "dev_broker", "free_port", "port_open",
 ]
 

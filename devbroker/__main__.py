@@ -54,8 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    what = "Tansu, in memory" if args.engine == "tansu" else f"Apache Kafka, {args.nodes} node(s)"
-    log.info("Dev broker (%s) ready on %s; Ctrl+C stops it", what, broker.bootstrap_servers)
+    log.info("Dev broker (%s) ready on %s; Ctrl+C stops it", broker.description, broker.bootstrap_servers)
     while not stop.requested and broker.running():
         time.sleep(0.2)  # poll for Ctrl+C and for a broker that exits by itself
     exited_by_itself = not stop.requested

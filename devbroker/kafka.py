@@ -177,6 +177,11 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{node.port}" for node in self.nodes)
 
+    @property
+    def description(self) -> str:
+        data = f"data in {self.data_dir}" if self._keep_data else "data in a temp dir"
+        return f"Apache Kafka {kafka_version()}, {len(self.nodes)} node(s), {data}"
+
     def _properties(self, node: KafkaNode) -> str:
         replicas = min(3, len(self.nodes))
         min_insync = 2 if replicas >= 3 else 1

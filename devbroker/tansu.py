@@ -25,6 +25,7 @@ class TansuBroker:
     """A Tansu process on ``host:port``; use as a context manager or call start()/stop()."""
 
     engine = "tansu"
+    description = "Tansu, data in memory"
 
     def __init__(
         self,
