@@ -25,18 +25,26 @@ log = logging.getLogger("bench")
 GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
+def unique_name() -> str:
+    return f"probe-{uuid.uuid4().hex[:8]}"
+
+
 def new_topic(bootstrap: str, partitions: int = 1) -> str:
-    name = f"probe_{uuid.uuid4().hex[:8]}"
+    name = unique_name()
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the futures are done
     for future in admin.create_topics([NewTopic(name, partitions)]).values():
         future.result(30)
     return name
 
 
+def probe_consumer(bootstrap: str, **settings: object) -> Consumer:
+    """A consumer of a group of its own, so that no probe sees another's offsets."""
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name(), **settings})
+
+
 def read_to_end(bootstrap: str, topic: str, settings: Optional[dict] = None, timeout_s: float = 20) -> list:
     """Every record a consumer with ``settings`` is given, up to end-of-partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}",
-                         "enable.partition.eof": True, **(settings or {})})
+    consumer = probe_consumer(bootstrap, **{"enable.partition.eof": True, **(settings or {})})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     records, deadline = [], time.monotonic() + timeout_s
     try:
@@ -56,7 +64,7 @@ def read_to_end(bootstrap: str, topic: str, settings: Optional[dict] = None, tim
 
 def aborted_records_seen_by_read_committed(bootstrap: str) -> str:
     topic = new_topic(bootstrap)
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"probe-{uuid.uuid4().hex[:8]}"})
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_name()})
     producer.init_transactions(30)
     producer.begin_transaction()
     for n in range(5):
@@ -72,8 +80,7 @@ def aborted_records_seen_by_read_committed(bootstrap: str) -> str:
 
 def commit_metadata_kept(bootstrap: str) -> str:
     topic = new_topic(bootstrap)
-    group = f"probe-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = probe_consumer(bootstrap)
     try:
         consumer.commit(offsets=[TopicPartition(topic, 0, 7, metadata="checkpoint-42")], asynchronous=False)
         [committed] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
@@ -88,7 +95,7 @@ def listed_high_watermark(bootstrap: str) -> str:
     for n in range(11):
         producer.produce(topic, value=b"%d" % n)
     producer.flush(30)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
+    consumer = probe_consumer(bootstrap)
     try:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
     finally:
@@ -109,7 +116,7 @@ def largest_record_accepted(bootstrap: str) -> str:
 
 def group_join_seconds(bootstrap: str) -> str:
     topic = new_topic(bootstrap, partitions=3)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}", **GROUP_SETTINGS})
+    consumer = probe_consumer(bootstrap, **GROUP_SETTINGS)
     started = time.monotonic()
     consumer.subscribe([topic])
     try:

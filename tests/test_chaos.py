@@ -43,6 +43,14 @@ class Pipeline:
         self.current[role] = self.runner.start(module, *args, name=role, finite="--count" in args)
         self.current[role].role_args = (module, args)  # type: ignore[attr-defined]
 
+    def start_all(self, *producer_args: str) -> None:
+        """Two main consumers, the retry and DLQ consumers, and a producer with ``producer_args``."""
+        self.start("main-a", "consumer.main_consumer", *MAIN_ARGS)
+        self.start("main-b", "consumer.main_consumer", *MAIN_ARGS)
+        self.start("retry", "retry.retry_consumer", "--max-retries", str(MAX_RETRIES), *FAST_BACKOFF)
+        self.start("dlq", "dlq.dlq_consumer")
+        self.start("producer", "producer.producer", *producer_args)
+
     def kill_and_restart(self, role: str, restart_args: tuple[str, ...] | None = None) -> None:
         script = self.current[role]
         script.kill()
@@ -165,11 +173,7 @@ def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics
         try:
             create_topics(bootstrap, topics.pipeline())
             pipeline = Pipeline(runner)
-            pipeline.start("main-a", "consumer.main_consumer", *MAIN_ARGS)
-            pipeline.start("main-b", "consumer.main_consumer", *MAIN_ARGS)
-            pipeline.start("retry", "retry.retry_consumer", "--max-retries", str(MAX_RETRIES), *FAST_BACKOFF)
-            pipeline.start("dlq", "dlq.dlq_consumer")
-            pipeline.start("producer", "producer.producer", "--rate", "1500", "--count", "12000", "--invalid-rate", "0.02")
+            pipeline.start_all("--rate", "1500", "--count", "12000", "--invalid-rate", "0.02")
 
             def at_random(low: float, high: float) -> None:
                 time.sleep(rng.uniform(low, high))  # poll: a random moment is the point of this test
@@ -231,11 +235,7 @@ def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, k
     try:
         create_topics(bootstrap, topics.pipeline())
         pipeline = Pipeline(runner)
-        pipeline.start("main-a", "consumer.main_consumer", *MAIN_ARGS)
-        pipeline.start("main-b", "consumer.main_consumer", *MAIN_ARGS)
-        pipeline.start("retry", "retry.retry_consumer", "--max-retries", str(MAX_RETRIES), *FAST_BACKOFF)
-        pipeline.start("dlq", "dlq.dlq_consumer")
-        pipeline.start("producer", "producer.producer", "--rate", "500", "--count", "15000", "--invalid-rate", "0.02")
+        pipeline.start_all("--rate", "500", "--count", "15000", "--invalid-rate", "0.02")
         nodes = {node.node_id: node for node in kafka_cluster.nodes}
 
         def crash_and_restart(node_id: int, down_s: float) -> None:
