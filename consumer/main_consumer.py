@@ -42,6 +42,7 @@ from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.routing_worker import RoutingWorker
 from pipeline.shutdown import StopFlag
+from pipeline.transactions import add_guarantee_args
 from pipeline.summary import write_json_atomic
 from pipeline.validation import Order
 from pipeline.checkpointed import wire
@@ -89,6 +90,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
+    add_guarantee_args(parser)
     metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
 
@@ -393,9 +395,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     state = MainConsumer(args, router, worker.tracker)
     worker.subscribe([args.orders_topic, args.redrive_topic], state)
     log.info(
-        "Consuming %s and its retries from %s as group %s (fail rate %g, fail product %s); state in %s",
+        "Consuming %s and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",
         args.orders_topic, args.redrive_topic, args.group_id, args.fail_rate, args.fail_product or "none",
-        args.stats_topic,
+        args.stats_topic, wiring.guarantee,
     )
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()

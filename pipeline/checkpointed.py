@@ -24,13 +24,14 @@ from typing import Any, Callable, Optional, Protocol, Union
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from pipeline.clients import RETRY_TOPIC_CONFIG, Clients, ensure_stats_topic, ensure_topics
+from pipeline.clients import RETRY_TOPIC_CONFIG, Clients, ensure_stats_topic, ensure_topics, max_message_bytes
 from pipeline.config import ClientSettings
 from pipeline.copies import CopyLedger, find_copies
 from pipeline.offsets import OffsetTracker, Partition
 from pipeline.reading import partitions_of
 from pipeline.routing import Router, Source
 from pipeline.routing_worker import RoutingWorker
+from pipeline.transactions import EXACTLY_ONCE, TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,14 @@ class CheckpointedConsumer:
         producer: Producer,
         store: CheckpointStore,
         target_topics: list[str],
+        transactions: Optional[Transactions] = None,
     ) -> None:
         self.clients = clients
         self.consumer = consumer
         self.producer = producer
         self.store = store
         self.target_topics = target_topics
+        self.transactions = transactions
         self.copies: Copier = producer  # what makes the routed copies; a RoutingWorker in the main consumer
         self.role: Optional[PartitionRole] = None
         self.tracker = OffsetTracker()
@@ -120,8 +123,11 @@ class CheckpointedConsumer:
             log.info("Revoked %s", describe(partitions))
 
         def on_lost(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            self._drop({(tp.topic, tp.partition) for tp in partitions})
             log.warning("Lost %s: the new owner resumes them from their checkpoints", describe(partitions))
+            self._drop({(tp.topic, tp.partition) for tp in partitions})
+            if self.transactions is not None:
+                self.transactions.abort(f"this member lost {describe(partitions)}")
+                self._rewind()
 
         self.consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
@@ -160,7 +166,9 @@ class CheckpointedConsumer:
     def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
         """Flush -> write checkpoints that changed -> commit offsets once each checkpoint is acknowledged.
 
-        The first flush runs only while routed copies are in flight. Between
+        With transactions, the checkpoints of every owned partition and their
+        offsets commit in one transaction with the copies. Without, the first
+        flush runs only while routed copies are in flight, and between
         checkpoints the loop does not wait for the checkpoints' own
         acknowledgements: each commits its offset from its delivery report.
         On revoke and at shutdown (``final``) it waits and commits synchronously.
@@ -168,23 +176,17 @@ class CheckpointedConsumer:
         self._last_checkpoint = time.monotonic()
         if self.role is None:
             return
+        if self.transactions is not None:
+            self._commit_transaction()
+            return
         if len(self.copies) or final:
             self.copies.flush(FLUSH_TIMEOUT_S)
-        owned = [p for p in self._bases if partitions is None or p in partitions]
         commits: list[TopicPartition] = []
-        for partition in owned:
-            position = self.tracker.position(partition)
-            if position is None or not self.role.consistent(partition, self.tracker):
-                continue
-            scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
-            checkpoint = self.role.snapshot(partition, position, {target_name(*t): o for t, o in scan_from.items()})
-            if checkpoint == self._saved.get(partition):
-                continue
-            commit = TopicPartition(partition[0], partition[1], position)
+        for partition, checkpoint in self._changed_checkpoints(partitions):
+            commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
                             on_delivery=None if final else partial(self._checkpoint_stored, commit))
-            self._saved[partition] = checkpoint
-            self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
+            self._saved_now(partition, checkpoint)
             commits.append(commit)
         if not commits:
             return
@@ -195,6 +197,52 @@ class CheckpointedConsumer:
             log.warning("Checkpoints not acknowledged; the next owner resumes from the previous ones")
             return
         self._commit(commits, asynchronous=False)
+
+    def _commit_transaction(self) -> None:
+        """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
+        assert self.transactions is not None
+        self.producer.flush(FLUSH_TIMEOUT_S)
+        changed = self._changed_checkpoints(None)
+        for (topic, partition), checkpoint in changed:
+            self.store.save(self.producer, topic, partition, checkpoint)
+        offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
+        if not self.transactions.commit(offsets):
+            self._rewind()
+            return
+        for partition, checkpoint in changed:
+            self._saved_now(partition, checkpoint)
+
+    def _changed_checkpoints(self, partitions: Optional[set[Partition]]) -> list[tuple[Partition, Checkpoint]]:
+        """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written."""
+        assert self.role is not None
+        changed = []
+        for partition in self._bases:
+            if partitions is not None and partition not in partitions:
+                continue
+            position = self.tracker.position(partition)
+            if position is None or not self.role.consistent(partition, self.tracker):
+                continue
+            scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
+            checkpoint = self.role.snapshot(partition, position, {target_name(*t): o for t, o in scan_from.items()})
+            if checkpoint != self._saved.get(partition):
+                changed.append((partition, checkpoint))
+        return changed
+
+    def _saved_now(self, partition: Partition, checkpoint: Checkpoint) -> None:
+        self._saved[partition] = checkpoint
+        self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
+
+    def _rewind(self) -> None:
+        """After an aborted transaction: every owned partition back to its last committed checkpoint."""
+        owned = self.owned()
+        self._drop(set(owned))
+        starts = self.take_over(owned)
+        for (topic, partition), offset in starts.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        if owned:
+            self.consumer.resume([TopicPartition(topic, partition) for topic, partition in owned])
+            log.info("Rewound %s to their committed checkpoints",
+                     ", ".join(f"{t}[{p}]@{o}" for (t, p), o in starts.items()))
 
     def _checkpoint_stored(self, commit: TopicPartition, err: Optional[KafkaError], _msg: Message) -> None:
         """Delivery report of a checkpoint: commit its offset, or write it again next time."""
@@ -224,6 +272,8 @@ class CheckpointedConsumer:
             self.checkpoint(final=True)
         finally:
             self.consumer.close()
+            if self.transactions is not None:
+                self.transactions.close()
 
     def _drop(self, partitions: set[Partition]) -> None:
         self.tracker.forget(partitions)
@@ -236,7 +286,7 @@ class CheckpointedConsumer:
 
 
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
-CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "isolation.level": "read_committed"}
 
 
 @dataclass
@@ -248,6 +298,7 @@ class Wiring:
     consumer: Consumer
     worker: CheckpointedConsumer
     router: Union[Router, RoutingWorker]
+    guarantee: str  # for the start-up line: "exactly-once (auto: ...)"
 
     def close(self) -> None:
         """Checkpoint and leave the group (:meth:`CheckpointedConsumer.close`), then stop a routing worker."""
@@ -268,8 +319,10 @@ def wire(
 ) -> Optional[Wiring]:
     """Create the topics, then the clients, checkpoint store and router; None if stopped while waiting for the broker.
 
-    ``route_in_child``: copies are made by a :class:`RoutingWorker` process
-    (the main consumer, whose thread is the bottleneck at high failure rates).
+    With exactly-once (``args.guarantee``), one transactional producer makes
+    the copies and the checkpoints. Else ``route_in_child`` has copies made
+    by a :class:`RoutingWorker` process (the main consumer, whose thread is
+    the bottleneck at high failure rates).
     """
     clients = Clients(ClientSettings(args), args.group_id)
     topics = [args.orders_topic, args.redrive_topic, args.retry_topic, args.dlq_topic]
@@ -279,14 +332,24 @@ def wire(
         and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
     ):
         return None
+    guarantee, why = resolve_guarantee(args.guarantee, clients.admin())
+    transactional = guarantee == EXACTLY_ONCE
+    route_in_child = route_in_child and not transactional
     producer_topics = [args.stats_topic] if route_in_child else [*target_topics, args.stats_topic]
-    producer = clients.producer(producer_defaults, PRODUCER_ENFORCED, warm_up=producer_topics)
+    if transactional:
+        producer_defaults = {**producer_defaults, **TRANSACTION_DEFAULTS}
+        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": transactional_id(args)}
+    else:
+        producer_enforced = PRODUCER_ENFORCED
+    producer = clients.producer(producer_defaults, producer_enforced, warm_up=producer_topics)
     consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
+    transactions = Transactions(producer, consumer.consumer_group_metadata) if transactional else None
     store = CheckpointStore(clients, args.stats_topic, args.group_id)
-    worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics)
+    worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics, transactions)
     router: Union[Router, RoutingWorker]
     if route_in_child:
         router = worker.copies = RoutingWorker(args, producer_defaults, PRODUCER_ENFORCED, worker.acked)
     else:
-        router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked)
-    return Wiring(clients, producer, consumer, worker, router)
+        router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked,
+                        max_copy_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
+    return Wiring(clients, producer, consumer, worker, router, f"{guarantee} ({why})")

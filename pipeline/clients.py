@@ -26,6 +26,7 @@ _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, Kafka
 PRODUCER_BASE = {"partitioner": "murmur2_random"}
 _REPEAT_NOTICE_S = 30.0
 WARM_UP_TIMEOUT_S = 5.0
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
 
 class _QuietClientLogs(logging.Filter):
@@ -64,9 +65,19 @@ class BrokerStatus:
         if error.code() in _UNREACHABLE_CODES:
             self.unreachable(_short(error.str()))
         elif error.fatal():
-            raise FatalKafkaError(f"fatal Kafka client error: {error.str()}")
+            raise fatal_error(error)
         else:
             log.warning("Kafka client error: %s", error.str())
+
+
+def fatal_error(error: KafkaError) -> FatalKafkaError:
+    """The one line for a client that can no longer work; a fenced transactional producer says why."""
+    if error.code() == KafkaError._FENCED:
+        return FatalKafkaError(
+            f"this instance was fenced ({error.str()}): it stalled past its transaction timeout and its partitions "
+            "moved to another member; nothing it wrote since its last commit is visible. Restart it to rejoin"
+        )
+    return FatalKafkaError(f"fatal Kafka client error: {error.str()}")
 
 
 def _short(detail: str) -> str:
@@ -204,6 +215,15 @@ def require_compacted(admin: AdminClient, topic: str) -> None:
             f"the stats topic {topic} has cleanup.policy={policy}; checkpoints need a compacted topic "
             f"(kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact)"
         )
+
+
+def max_message_bytes(admin: AdminClient, topics: list[str]) -> int:
+    """The smallest ``max.message.bytes`` of ``topics``: the largest record batch the broker stores there."""
+    limits = []
+    for future in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]).values():
+        entry = future.result(15).get("max.message.bytes")
+        limits.append(int(entry.value) if entry is not None and entry.value else KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+    return min(limits)
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -60,11 +60,19 @@ def origin_of_message(msg: Message) -> Origin:
 class Router:
     """Produces routed copies and reports each acknowledged copy with its source's coordinates."""
 
-    def __init__(self, producer: Producer, retry_topic: str, dlq_topic: str, on_acked: AckCallback) -> None:
+    def __init__(self, producer: Producer, retry_topic: str, dlq_topic: str, on_acked: AckCallback,
+                 max_copy_bytes: Optional[int] = None) -> None:
+        """``max_copy_bytes``: in a transaction, larger copies become stubs before the broker refuses
+        them, since a refused record aborts the whole transaction."""
         self.producer = producer
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
         self.on_acked = on_acked
+        self.max_copy_bytes = max_copy_bytes
+
+    def serve(self) -> None:
+        """Serve delivery reports (the RoutingWorker's counterpart hands copies over)."""
+        self.producer.poll(0)
 
     def send_back_to_retry(self, msg: Message, failure: Failure, retry_count: int, due_ms: int) -> None:
         headers = routed_headers(
@@ -87,6 +95,9 @@ class Router:
 
     def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source) -> None:
         """Produce a copy whose headers already name its source."""
+        if self.max_copy_bytes is not None and record_bytes(key, value, headers) > self.max_copy_bytes:
+            self._send_stub(key, value, headers, source, f"over the topics' max.message.bytes {self.max_copy_bytes}")
+            return
         report = partial(self._delivered, topic, key, value, headers, source)
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
@@ -122,6 +133,12 @@ class Router:
             f"copy of {source[0]}[{source[1]}]@{source[2]} to {topic} not delivered ({err.str()}); stopping, "
             f"so that the restart finds which copies landed"
         )
+
+
+def record_bytes(key: Optional[bytes], value: Optional[bytes], headers: Headers) -> int:
+    """A bound on the record's size in a batch: its bytes and ~20 bytes of framing per field, plus the batch header."""
+    fields = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+    return fields + 20 * (len(headers) + 2) + 61
 
 
 def _source(msg: Message) -> Source:

@@ -33,6 +33,7 @@ from pipeline.offsets import OffsetTracker
 from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
+from pipeline.transactions import add_guarantee_args
 from pipeline.checkpointed import wire
 from pipeline.checkpoints import Checkpoint
 from retry.schedule import RetrySchedule, due_time_ms
@@ -55,6 +56,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
+    add_guarantee_args(parser)
     metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
 
@@ -203,7 +205,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     worker.subscribe([args.retry_topic], state)
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()
-    log.info("Scheduling retries from %s (max retries %d)", args.retry_topic, args.max_retries)
+    log.info("Scheduling retries from %s (max retries %d); %s", args.retry_topic, args.max_retries, wiring.guarantee)
     try:
         while not stop.requested:
             for msg in next_batch(consumer, args.batch_size, state.poll_timeout_s()):

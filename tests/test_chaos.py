@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from devbroker import BrokerError, KafkaCluster, free_port
 from pipeline.errors import ValidationError
 from pipeline.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT, SOURCE_TOPIC
 from pipeline.validation import validate_order
-from tests.kafka_helpers import Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
+from tests.kafka_helpers import DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
 from tests.pipeline_expectations import expected_outcome
 from tests.tcp_proxy import CuttableProxy
 
@@ -43,9 +44,9 @@ class Pipeline:
         self.current[role] = self.runner.start(module, *args, name=role, finite="--count" in args)
         self.current[role].role_args = (module, args)  # type: ignore[attr-defined]
 
-    def start_all(self, *producer_args: str) -> None:
+    def start_all(self, *producer_args: str, main_a_args: tuple[str, ...] = ()) -> None:
         """Two main consumers, the retry and DLQ consumers, and a producer with ``producer_args``."""
-        self.start("main-a", "consumer.main_consumer", *MAIN_ARGS)
+        self.start("main-a", "consumer.main_consumer", *MAIN_ARGS, *main_a_args)
         self.start("main-b", "consumer.main_consumer", *MAIN_ARGS)
         self.start("retry", "retry.retry_consumer", "--max-retries", str(MAX_RETRIES), *FAST_BACKOFF)
         self.start("dlq", "dlq.dlq_consumer")
@@ -257,4 +258,36 @@ def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, k
         runner.cleanup()
     print(f"broker faults: nodes SIGKILLed and restarted {faults}; {outcome}")
     assert len(faults) == 2
+    outcome.assert_exact()
+
+
+def test_a_stalled_member_is_fenced(engine: str, runner: ScriptRunner, bootstrap: str, topics: Topics, tmp_path: Path):
+    """SIGSTOP one of two main consumers past its session while orders flow, SIGCONT it after the other took over.
+
+    The stalled member's transaction outlives the stall (a 60 s transaction timeout), so it is the group
+    coordinator that refuses it: the member aborts, rewinds to the committed checkpoints and rejoins.
+    """
+    if engine == "tansu":
+        pytest.skip("Tansu delivers aborted records, so nothing fences a stalled member there (at-least-once)")
+    create_topics(bootstrap, topics.pipeline())
+    long_transactions = tmp_path / "zombie.properties"
+    long_transactions.write_text(DEV_PROPERTIES.read_text() + "transaction.timeout.ms=60000\n")
+    pipeline = Pipeline(runner)
+    pipeline.start_all("--rate", "500", "--count", "15000", "--invalid-rate", "0.02",
+                       main_a_args=("--config", str(long_transactions)))
+    zombie, survivor = pipeline.current["main-a"], pipeline.current["main-b"]
+    runner.wait_until(lambda: "Processed order" in zombie.output(), 120, what="main-a to process orders")
+    assigned_before = survivor.output().count("Assigned ")
+    zombie.signal(signal.SIGSTOP)
+    runner.wait_until(lambda: survivor.output().count("Assigned ") > assigned_before, 60,
+                      what="main-b to take over main-a's partitions")
+    processed_at_take_over = stats(runner)["processed"]
+    runner.wait_until(lambda: stats(runner)["processed"] > processed_at_take_over + 1000, 120,
+                      what="main-b to process the zombie's partitions")
+    zombie.signal(signal.SIGCONT)
+    runner.wait_until(lambda: "Assigned" in zombie.output().partition("Aborting the open transaction")[2], 60,
+                      what="the zombie to abort its transaction and rejoin")
+    outcome = settle_and_check(runner, pipeline, bootstrap, topics, target_orders=15000)
+    aborted = [line for line in zombie.output().splitlines() if "Aborting the open transaction" in line]
+    print(f"zombie: {aborted[0]}; {outcome}")
     outcome.assert_exact()

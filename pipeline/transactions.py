@@ -1,0 +1,133 @@
+"""Exactly-once with Kafka transactions: copies, checkpoints and consumed offsets commit together.
+
+One transactional producer per instance (confluent-kafka-python's
+``examples/eos-transactions.py``): every routed copy and every checkpoint is
+produced inside the open transaction, and the consumed offsets join it with
+``send_offsets_to_transaction``, which carries the consumer group's
+generation. A member that stalled past its session (a zombie) and lost its
+partitions is refused by the group coordinator at that step, so its
+transaction aborts and nothing it wrote becomes visible to ``read_committed``
+readers. The guarantee needs a broker whose transactions hold: Apache Kafka
+does; Tansu delivers aborted records (``python -m bench.broker_differences``),
+so there ``auto`` chooses at-least-once, which the copy scan of
+:mod:`pipeline.copies` keeps free of duplicates after crashes, not after stalls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from typing import Any, Callable
+
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from pipeline.clients import fatal_error
+from pipeline.config import env
+
+log = logging.getLogger(__name__)
+
+EXACTLY_ONCE = "exactly-once"
+AT_LEAST_ONCE = "at-least-once"
+AUTO = "auto"
+TRANSACTION_TIMEOUT_S = 30.0
+COMMIT_ATTEMPTS = 3
+# A broker with a transaction coordinator reports the settings of its transaction state log.
+_COORDINATOR_SETTING = "transaction.state.log.replication.factor"
+
+
+def add_guarantee_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("delivery guarantee")
+    group.add_argument(
+        "--guarantee", choices=[AUTO, EXACTLY_ONCE, AT_LEAST_ONCE], default=env("GUARANTEE", AUTO),
+        help="exactly-once: Kafka transactions (a stalled member is fenced); at-least-once: idempotent "
+        "producer and copy scan, for brokers without sound transactions; auto: exactly-once if the broker has a "
+        "transaction coordinator (env GUARANTEE) %(default)s",
+    )
+    group.add_argument(
+        "--transactional-id", default=env("TRANSACTIONAL_ID", ""),
+        help="with exactly-once: this instance's transactional.id; give each instance a stable one (its pod or "
+        "host name) so that a restart fences its previous incarnation at once (env TRANSACTIONAL_ID) "
+        "default: GROUP-HOST-PID",
+    )
+
+
+def resolve_guarantee(choice: str, admin: AdminClient) -> tuple[str, str]:
+    """The guarantee to run with, and why (for the start-up line)."""
+    if choice != AUTO:
+        return choice, "asked for"
+    if has_transaction_coordinator(admin):
+        return EXACTLY_ONCE, "auto: the broker has a transaction coordinator"
+    return AT_LEAST_ONCE, "auto: the broker reports no transaction coordinator"
+
+
+def has_transaction_coordinator(admin: AdminClient) -> bool:
+    brokers = admin.list_topics(timeout=15).brokers
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+    [future] = admin.describe_configs([resource]).values()
+    try:
+        return _COORDINATOR_SETTING in future.result(15)
+    except KafkaException:
+        return False
+
+
+# A crashed instance's open transaction holds back read_committed readers until it times out (default 60 s).
+TRANSACTION_DEFAULTS = {"transaction.timeout.ms": 10_000}
+
+
+def transactional_id(args: argparse.Namespace) -> str:
+    return args.transactional_id or f"{args.group_id}-{socket.gethostname()}-{os.getpid()}"
+
+
+class Transactions:
+    """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next."""
+
+    def __init__(self, producer: Producer, group_metadata: Callable[[], Any]) -> None:
+        self.producer = producer
+        self.group_metadata = group_metadata
+        producer.init_transactions(TRANSACTION_TIMEOUT_S)
+        producer.begin_transaction()
+
+    def commit(self, offsets: list[TopicPartition]) -> bool:
+        """Commit what was produced and ``offsets``; False if the transaction was aborted instead."""
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.group_metadata(), TRANSACTION_TIMEOUT_S)
+            self._commit_with_retries()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.txn_requires_abort():
+                raise fatal_error(error) from None
+            self.abort(f"the transaction could not commit ({error.str()}); this member was fenced or lost "
+                       "its partitions")
+            return False
+        self.producer.begin_transaction()
+        return True
+
+    def abort(self, why: str) -> None:
+        """Discard every copy, checkpoint and offset of the open transaction, and open the next."""
+        log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
+        try:
+            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            raise fatal_error(exc.args[0]) from None
+        self.producer.begin_transaction()
+
+    def close(self) -> None:
+        """Abort what the last commit did not take (after a failed final checkpoint)."""
+        try:
+            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            log.debug("No transaction to abort at close (%s)", exc.args[0].str())
+
+    def _commit_with_retries(self) -> None:
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                self.producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.warning("Transaction commit not confirmed (%s); trying again", exc.args[0].str())
