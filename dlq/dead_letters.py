@@ -105,6 +105,12 @@ def replayed_since(headers: Optional[Sequence[tuple[str, HeaderValue]]], since_m
     return replayed is not None and replayed >= since_ms
 
 
+def already_replayed(dead_letter: tuple[str, int, int], headers: Optional[Sequence[tuple[str, HeaderValue]]],
+                     replayed: set[tuple[str, int, int]]) -> bool:
+    """True if a replay sent this dead letter back before, or if it is itself a replayed record that failed again."""
+    return dead_letter in replayed or header_int(headers, REPLAYED_AT) is not None
+
+
 def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contains: Optional[str]) -> bool:
     """True if the reason or error mentions ``reason_contains`` (case-insensitive); True when no filter."""
     if not reason_contains:

@@ -19,12 +19,15 @@ from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from dlq.dead_letters import ReplaySelection, describe_dead_letter, dlq_reason, not_replayable, replayed_since
+from dlq.dead_letters import (
+    ReplaySelection, already_replayed, describe_dead_letter, dlq_reason, not_replayable, replayed_since,
+)
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
 from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float
-from pipeline.headers import replay_headers
+from pipeline.headers import replay_headers, source_of
+from pipeline.reading import partitions_of, read_to_end
 from pipeline.routing import now_ms, produce_patiently
 from pipeline.logs import setup_logging
 from pipeline.shutdown import StopFlag
@@ -51,12 +54,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     selection.add_argument("--max-rate", type=non_negative_float, default=env("REPLAY_MAX_RATE", "1000"),
                            help="records per second at most, 0 = no limit (env REPLAY_MAX_RATE) %(default)s")
     selection.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
+    selection.add_argument("--again", action="store_true",
+                           help="replay dead letters that were replayed before (by default each is replayed once)")
     add_connection_args(parser)
     metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
-    chosen = [args.reason_contains, args.error_class, args.key, args.since, args.until, args.dry_run or None]
+    chosen = [args.reason_contains, args.error_class, args.key, args.since, args.until, args.dry_run or None,
+              args.again or None]
     if any(option is not None for option in chosen) and not args.replay:
-        parser.error("--reason-contains, --error-class, --key, --since, --until and --dry-run go with --replay")
+        parser.error("--reason-contains, --error-class, --key, --since, --until, --dry-run and --again go with --replay")
     if args.replay and args.from_beginning:
         parser.error("--replay always reads from the beginning; drop --from-beginning")
     return args
@@ -126,8 +132,20 @@ def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     return 0
 
 
+def replayed_dead_letters(clients: Clients, redrive_topic: str, dlq_topic: str) -> set[tuple[str, int, int]]:
+    """The dead letters earlier replays sent back: every replayed copy in the re-drive topic names its dead letter.
+
+    The copies are the record of what was replayed, so a replay killed half-way
+    and run again sends each dead letter once, on any broker: what landed is
+    found here, what did not is sent. Costs one read of the re-drive topic.
+    """
+    starts = {partition: 0 for partition in partitions_of(clients, [redrive_topic])}
+    sources = (source_of(msg.headers()) for msg in read_to_end(clients, starts))
+    return {source for source in sources if source is not None and source[0] == dlq_topic}
+
+
 def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
-    """Re-drive the selected dead letters, reading each partition up to its end.
+    """Re-drive the selected dead letters not replayed before, reading each partition up to its end.
 
     The end is where the broker reports end-of-partition while fetching; the
     listed high watermark is not used because some Kafka-compatible brokers
@@ -135,6 +153,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     the DLQ while we read it: it is passed over, or the replay would never end.
     """
     started_ms = now_ms()
+    replayed = set() if args.again else replayed_dead_letters(clients, args.redrive_topic, args.dlq_topic)
     consumer = clients.consumer(
         CONSUMER_DEFAULTS,
         {"group.id": f"{args.group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
@@ -147,7 +166,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     selection = ReplaySelection(args.reason_contains, args.error_class,
                                 args.key.encode() if args.key is not None else None, args.since, args.until)
     pacer = Pacer(args.max_rate)
-    selected = skipped = refused = 0
+    selected = skipped = refused = repeated = 0
     try:
         while unfinished and not stop.requested:
             msg = consumer.poll(0.5)
@@ -170,11 +189,15 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 refused += 1
                 log.warning("Not replaying %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), why_not)
                 continue
+            dead_letter = (msg.topic(), msg.partition(), msg.offset())
+            if not args.again and already_replayed(dead_letter, msg.headers(), replayed):
+                repeated += 1
+                continue
             selected += 1
             log.info("%s: %s", verb, show(msg))
             if producer is not None:
                 pacer.wait(producer)
-                headers = replay_headers(msg.headers(), now_ms())
+                headers = replay_headers(msg.headers(), now_ms(), dead_letter)
                 produce_patiently(producer, args.redrive_topic, key=msg.key(), value=msg.value(), headers=headers)
                 producer.poll(0)
                 metrics.REPLAYED.inc()
@@ -182,8 +205,9 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
         consumer.close()
     undelivered = producer.flush(30) if producer is not None else 0
     log.info(
-        "%s %d dead letter(s) to %s, skipped %d%s%s",
+        "%s %d dead letter(s) to %s, skipped %d not selected%s%s%s",
         "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.redrive_topic, skipped,
+        f", {repeated} replayed before (--again replays them)" if repeated else "",
         f", {refused} not replayable" if refused else "", f", {undelivered} not delivered" if undelivered else "",
     )
     return 1 if undelivered else 0

@@ -217,11 +217,13 @@ def routed_headers(
     return copy
 
 
-def replay_headers(headers: Optional[Sequence[tuple[str, HeaderValue]]], now_ms: int) -> Headers:
+def replay_headers(headers: Optional[Sequence[tuple[str, HeaderValue]]], now_ms: int,
+                   dead_letter: tuple[str, int, int]) -> Headers:
     """Headers for a dead letter re-driven by an operator: retry count reset, marked as replayed.
 
     The context of the last failure stays for the record's history, except the
-    retry schedule, which no longer applies.
+    retry schedule, which no longer applies. The copy names the dead letter as
+    its source, so a later replay knows it was replayed.
     """
-    kept = _without(headers, {RETRY_COUNT, RETRY_DUE, DLQ_REASON, REPLAYED_AT, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET})
-    return kept + [(RETRY_COUNT, b"0"), (REPLAYED_AT, _encode(now_ms))]
+    kept = _without(headers, {RETRY_COUNT, RETRY_DUE, DLQ_REASON, REPLAYED_AT})
+    return with_source(kept + [(RETRY_COUNT, b"0"), (REPLAYED_AT, _encode(now_ms))], dead_letter)

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from pipeline.headers import (
     ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
-    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, get_retry_count, header_text, origin_of,
+    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, get_retry_count, header_text, origin_of, source_of,
     replay_headers, routed_headers,
 )
 
@@ -52,6 +52,7 @@ def test_routed_headers_carry_the_context():
     headers = _routed(due_ms=2000)
     assert get_retry_count(headers) == 1
     assert header_text(headers, ERROR) == "boom happened"
+    assert source_of(headers) == ("orders_dlq", 2, 41)  # a later replay knows this dead letter was replayed
     assert origin_of(headers) == Origin("orders", 2, 40, 999)
     assert header_text(headers, ERROR_STAGE) == "process"
     assert header_text(headers, ERROR_CLASS) == "TransientProcessingError"
@@ -81,8 +82,9 @@ def test_foreign_headers_with_junk_values_survive_routing():
 
 
 def test_replay_resets_the_retry_count_and_marks_the_record():
-    headers = replay_headers(_routed(due_ms=2000), now_ms=9000)
+    headers = replay_headers(_routed(due_ms=2000), now_ms=9000, dead_letter=("orders_dlq", 2, 41))
     assert get_retry_count(headers) == 0
     assert header_text(headers, REPLAYED_AT) == "9000"
     assert header_text(headers, RETRY_DUE) is None
     assert header_text(headers, ERROR) == "boom happened"
+    assert source_of(headers) == ("orders_dlq", 2, 41)  # a later replay knows this dead letter was replayed

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 
 from pipeline.headers import (
     DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REASON_TOO_LARGE, REPLAYED_AT,
-    RETRY_COUNT, RETRY_DUE, VALUE_OMITTED,
+    RETRY_COUNT, RETRY_DUE, VALUE_OMITTED, source_of,
 )
 from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json, wait_until
 from tests.pipeline_expectations import expected_outcome, float32, write_foreign_orders
@@ -179,3 +179,23 @@ def test_replay_takes_only_what_it_is_asked_for_never_a_stub_and_keeps_to_its_ra
     assert sorted(r.key for r in replayed if not r.key.startswith(b"bulk-")) == [b"k1", b"k2"]
     bulk = sorted(r.timestamp_ms for r in replayed if r.key.startswith(b"bulk-"))
     assert len(bulk) == 30 and bulk[-1] - bulk[0] >= 0.9 * 29 / 20 * 1000, "faster than --max-rate 20"
+    second_run = replay()
+    assert "Replayed 0 dead letter(s)" in second_run and "32 replayed before" in second_run
+    assert "Replayed 1 dead letter(s)" in replay("--key", "k1", "--again")
+
+
+def test_a_replay_killed_half_way_and_run_again_sends_each_dead_letter_once(
+        runner: ScriptRunner, topics: Topics, bootstrap: str):
+    create_topics(bootstrap, topics.pipeline())
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n in range(60):
+        producer.produce(topics.dlq, key=b"dead-%d" % n, value=b"v", headers=[(DLQ_REASON, b"retries exhausted")])
+    assert producer.flush(30) == 0
+    first = runner.start("dlq.dlq_consumer", "--replay", "--max-rate", "5")
+    runner.wait_until(lambda: len(read_all(bootstrap, topics.redrive)) >= 10, 60, what="a part of the replay")
+    first.kill()
+    assert len(read_all(bootstrap, topics.redrive)) < 60, "the replay finished before it was killed"
+    rerun = runner.run("dlq.dlq_consumer", "--replay", "--max-rate", "0")
+    assert rerun.returncode == 0, rerun.stderr
+    sources = Counter(source_of(r.headers) for r in read_all(bootstrap, topics.redrive))
+    assert sorted(sources.values()) == [1] * 60 and {s[0] for s in sources} == {topics.dlq}
