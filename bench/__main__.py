@@ -14,6 +14,7 @@ import json
 import logging
 import platform
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -27,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from bench import limits
 from bench.pipeline_runs import (
     Script, Topics, drain_rate, produce_retry_records, rate_from_timestamps, read_json_quietly, redrive_lateness, start,
-    timestamps,
+    timestamps, wait_handled,
 )
 from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
 from devbroker import ENGINE_NAMES, ENGINES, dev_broker, free_port
@@ -36,6 +37,7 @@ from pipeline.logs import setup_logging
 
 log = logging.getLogger("bench")
 PARTITIONS = 3
+TOOK_OVER = re.compile(r"Took over \d+ partition\(s\) in ([0-9.]+) s")
 HANDLED = ("processed", "retried", "dead_lettered")
 
 
@@ -130,19 +132,45 @@ class Bench:
         log.info("our producer: %.0f orders/s", rate)
         return rate
 
-    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float) -> float:
+    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float, guarantee: str = "auto") -> float:
         topics = self.topics(f"main{int(fail_rate * 100)}")
         limits.produce_all(self.bootstrap, topics.orders, records)
         summary = self.workdir / f"{topics.orders}.json"
         script = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", str(fail_rate),
-                       "--summary-file", str(summary), log_dir=self.workdir)
+                       "--guarantee", guarantee, "--summary-file", str(summary), log_dir=self.workdir)
         try:
             rate = drain_rate(summary, len(records), HANDLED)
             self.note_peak(script)
         finally:
             script.stop()
-        log.info("main consumer at fail rate %g: %.0f orders/s", fail_rate, rate)
+        log.info("main consumer at fail rate %g (%s): %.0f orders/s", fail_rate, guarantee, rate)
         return rate
+
+    def take_over(self, records: list[tuple[bytes, bytes]]) -> float:
+        """A second main consumer joins after the first handled every record: how long its take-over takes,
+        as it reports it (checkpoints loaded, copies made since them scanned)."""
+        topics = self.topics("takeover")
+        limits.produce_all(self.bootstrap, topics.orders, records)
+        summary = self.workdir / f"{topics.orders}.json"
+        first = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", "0.1", "--summary-file",
+                      str(summary), log_dir=self.workdir)
+        second = None
+        try:
+            handled = wait_handled(summary, len(records), HANDLED, timeout_s=900)
+            second = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", "0.1", log_dir=self.workdir)
+            deadline = time.monotonic() + 120
+            while not (took := TOOK_OVER.findall(second.log_path.read_text(errors="replace"))):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the second consumer took nothing over; see {second.log_path}")
+                time.sleep(0.2)  # poll its log for the take-over it reports
+            seconds = max(float(s) for s in took)
+        finally:
+            first.stop()
+            if second is not None:
+                second.stop()
+        log.info("take-over after %s orders processed and %s retried: %.2f s", handled.get("processed"),
+                 handled.get("retried"), seconds)
+        return seconds
 
     def retry_rate(self, records: list[tuple[bytes, bytes]]) -> float:
         topics = self.topics("retry")
@@ -306,6 +334,9 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
         for fail_rate, key in ((0.0, "main_consumer_fail0"), (0.1, "main_consumer_fail10")):
             with bench.phase(key):
                 keep({key: bench.main_consumer(records, fail_rate)})
+            if args.engine == "kafka":  # what exactly-once (auto's choice there) costs beside at-least-once
+                with bench.phase(key):
+                    keep({key + "_at_least_once": bench.main_consumer(records, fail_rate, "at-least-once")})
     typical = {key: statistics.median(values) for key, values in runs.items()}
     log.info("throughput runs: %s", {key: [round(v) for v in values] for key, values in runs.items()})
     # A limit is the client at its fastest: whichever settings won.
@@ -318,6 +349,13 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
     add("producer", Figure(typical["producer"], "orders/s", ratio(typical["producer"], typical["encode_limit"]), "encode_limit", ">= 0.85"))
     for key, target in (("main_consumer_fail0", ">= 0.85"), ("main_consumer_fail10", ">= 0.6")):
         add(key, Figure(typical[key], "orders/s", ratio(typical[key], decode_limit), "decode_limit", target))
+        if key + "_at_least_once" in typical:
+            value = typical[key + "_at_least_once"]
+            add(key + "_at_least_once", Figure(value, "orders/s", ratio(value, decode_limit), "decode_limit"))
+    with bench.phase("take-over"):
+        # About 1,000,000 processed at 10 % failures: a partition's history, which a take-over must not read.
+        history = records + records[: len(records) // 9]
+        add("take_over_s", Figure(bench.take_over(history), "s", target="< 10"))
     retry_records = records[: args.retry_records]
     with bench.phase("retry-redrive"):
         add("retry_redrive", Figure(bench.retry_rate(retry_records), "records/s"))
@@ -353,8 +391,9 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
         rows += [(f"{group} {name}", figure) for name, figure in results.get(group, {}).items()]
     machine = f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     broker = given_bootstrap or f"a fresh dev broker ({ENGINE_NAMES[args.engine]}) per phase"
+    guarantee = "exactly-once (auto), at-least-once beside it" if args.engine == "kafka" else "at-least-once (auto)"
     print(f"\nkafka-orders benchmark: {args.orders:,} orders per throughput run, median of {args.repeats}; "
-          f"broker: {broker}; {machine}\n")
+          f"broker: {broker}; main consumer: {guarantee}; {machine}\n")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(

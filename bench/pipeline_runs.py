@@ -141,6 +141,17 @@ def rate_from_timestamps(stamps: list[int]) -> float:
     return (len(stamps) - 1) / span_s if span_s > 0 else float("inf")
 
 
+def wait_handled(summary_path: Path, target: int, fields: tuple[str, ...], timeout_s: float) -> dict:
+    """Poll the summary file until ``fields`` add up to ``target``; return that summary."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        summary = read_json_quietly(summary_path) or {}
+        if sum(int(summary.get(name) or 0) for name in fields) >= target:
+            return summary
+        time.sleep(0.2)  # poll the summary file
+    raise RuntimeError(f"{summary_path} did not reach {target}")
+
+
 def drain_rate(summary_path: Path, target: int, fields: tuple[str, ...], timeout_s: float = 600) -> float:
     """Orders/s in steady state, as the limits are timed: between the first summary write past the
     STEADY_FROM mark and the last one before ``target``, from the writes' own times (file mtime)."""

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
 from pipeline.clients import RETRY_TOPIC_CONFIG, Clients, ensure_stats_topic, ensure_topics, max_message_bytes
 from pipeline.config import ClientSettings
-from pipeline.copies import CopyLedger, find_copies
+from pipeline.copies import CopyLedger, find_copies, listed_ends
 from pipeline.offsets import OffsetTracker, Partition
 from pipeline.reading import partitions_of
 from pipeline.routing import Router, Source
@@ -36,6 +36,7 @@ from pipeline.transactions import EXACTLY_ONCE, TRANSACTION_DEFAULTS, Transactio
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
+RAISE_BASES_INTERVAL_S = 30.0
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -95,7 +96,7 @@ class CheckpointedConsumer:
         self.known: dict[str, Checkpoint] = {}
         self._bases: dict[Partition, dict[Partition, int]] = {}
         self._saved: dict[Partition, Checkpoint] = {}
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self._bases_raised = time.monotonic()
 
     def acked(self, source: Source, copy: Source) -> None:
         """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
@@ -136,6 +137,7 @@ class CheckpointedConsumer:
         assert self.role is not None, "subscribe() first"
         if not partitions:
             return {}
+        started = time.monotonic()
         self.known = self.store.load()
         checkpoints = {p: self.known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
         fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
@@ -161,6 +163,8 @@ class CheckpointedConsumer:
             if copies[partition]:
                 log.info("%s[%d]: %d record(s) after the checkpoint were already routed; they will not be routed again",
                          *partition, len(copies[partition]))
+        log.info("Took over %d partition(s) in %.2f s (checkpoints loaded, copies since them scanned)", len(partitions),
+                 time.monotonic() - started)
         return starts
 
     def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
@@ -181,6 +185,7 @@ class CheckpointedConsumer:
             return
         if len(self.copies) or final:
             self.copies.flush(FLUSH_TIMEOUT_S)
+        self._raise_bases_if_due()
         commits: list[TopicPartition] = []
         for partition, checkpoint in self._changed_checkpoints(partitions):
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
@@ -202,6 +207,7 @@ class CheckpointedConsumer:
         """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
         assert self.transactions is not None
         self.producer.flush(FLUSH_TIMEOUT_S)
+        self._raise_bases_if_due()
         changed = self._changed_checkpoints(None)
         for (topic, partition), checkpoint in changed:
             self.store.save(self.producer, topic, partition, checkpoint)
@@ -211,6 +217,20 @@ class CheckpointedConsumer:
             return
         for partition, checkpoint in changed:
             self._saved_now(partition, checkpoint)
+
+    def _raise_bases_if_due(self) -> None:
+        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
+
+        So a checkpoint's ``scan_from`` keeps up with the targets even where this
+        instance copies nothing, and a take-over scans ~30 s of copies, not their history.
+        """
+        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
+            return
+        self._bases_raised = time.monotonic()
+        ends = listed_ends(self.consumer, list(self.ledger.targets() | {t for b in self._bases.values() for t in b}))
+        for base in self._bases.values():
+            for target, end in ends.items():
+                base[target] = max(base.get(target, 0), end)
 
     def _changed_checkpoints(self, partitions: Optional[set[Partition]]) -> list[tuple[Partition, Checkpoint]]:
         """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written."""

@@ -81,22 +81,26 @@ class CheckpointStore:
         self.clients = clients
         self.topic = topic
         self.group = group
+        self._latest: dict[str, Checkpoint] = {}
+        self._read_to: dict[tuple[str, int], int] = {}
 
     def load(self) -> dict[str, Checkpoint]:
-        """The latest checkpoint of each key of this group, read to the end of the topic."""
-        latest: dict[str, Checkpoint] = {}
+        """The latest checkpoint of each key of this group, read to the end of the topic.
+
+        The first load reads the (compacted) topic from its start; later ones go on from where the last ended.
+        """
         prefix = f"{self.group}/"
-        starts = {tp: 0 for tp in partitions_of(self.clients, [self.topic])}
-        for msg in read_to_end(self.clients, starts):
+        starts = {tp: self._read_to.get(tp, 0) for tp in partitions_of(self.clients, [self.topic])}
+        for msg in read_to_end(self.clients, starts, on_end=self._read_to.__setitem__):
             key = (msg.key() or b"").decode("utf-8", "replace")
             if not key.startswith(prefix):
                 continue
             checkpoint = Checkpoint.decode(msg.value())
             if checkpoint is None:
-                latest.pop(key, None)
+                self._latest.pop(key, None)
             else:
-                latest[key] = checkpoint
-        return latest
+                self._latest[key] = checkpoint
+        return dict(self._latest)
 
     def save(
         self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint,

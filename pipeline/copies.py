@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
 from pipeline.clients import Clients
 from pipeline.headers import source_of
 from pipeline.reading import read_to_end
@@ -39,6 +41,22 @@ def find_copies(
         if first_unapplied is not None and offset >= first_unapplied:
             found[(topic, partition)][offset] = (msg.topic(), msg.partition(), msg.offset())
     return found, ends
+
+
+def listed_ends(consumer: Consumer, targets: list[Partition]) -> dict[Partition, int]:
+    """Each target's end as the broker lists it now; a target it cannot list is left out.
+
+    Tansu 0.6 lists ends too low at times: a base that moves less, never one past a copy.
+    """
+    ends = {}
+    for topic, partition in targets:
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
+        except KafkaException:
+            continue
+        if high >= 0:
+            ends[(topic, partition)] = high
+    return ends
 
 
 class CopyLedger:
@@ -76,6 +94,10 @@ class CopyLedger:
         for target, copy_offset in beyond.values():
             result[target] = min(result[target], copy_offset)
         return result
+
+    def targets(self) -> set[Partition]:
+        """The target partitions this instance copied to."""
+        return set(self._last_copy)
 
     def forget(self, sources: Iterable[Partition]) -> None:
         for source in sources:
