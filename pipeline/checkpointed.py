@@ -181,13 +181,13 @@ class CheckpointedConsumer:
         if self.role is None:
             return
         if self.transactions is not None:
-            self._commit_transaction()
+            self._commit_transaction(final)
             return
         if len(self.copies) or final:
             self.copies.flush(FLUSH_TIMEOUT_S)
         self._raise_bases_if_due()
         commits: list[TopicPartition] = []
-        for partition, checkpoint in self._changed_checkpoints(partitions):
+        for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
                             on_delivery=None if final else partial(self._checkpoint_stored, commit))
@@ -203,12 +203,12 @@ class CheckpointedConsumer:
             return
         self._commit(commits, asynchronous=False)
 
-    def _commit_transaction(self) -> None:
+    def _commit_transaction(self, final: bool) -> None:
         """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
         assert self.transactions is not None
         self.producer.flush(FLUSH_TIMEOUT_S)
         self._raise_bases_if_due()
-        changed = self._changed_checkpoints(None)
+        changed = self._changed_checkpoints(None, between_batches=not final)
         for (topic, partition), checkpoint in changed:
             self.store.save(self.producer, topic, partition, checkpoint)
         offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
@@ -232,21 +232,37 @@ class CheckpointedConsumer:
             for target, end in ends.items():
                 base[target] = max(base.get(target, 0), end)
 
-    def _changed_checkpoints(self, partitions: Optional[set[Partition]]) -> list[tuple[Partition, Checkpoint]]:
-        """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written."""
+    def _changed_checkpoints(self, partitions: Optional[set[Partition]],
+                             between_batches: bool) -> list[tuple[Partition, Checkpoint]]:
+        """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written.
+
+        ``between_batches``: every record the consumer handed out is handled (not so in a rebalance callback).
+        """
         assert self.role is not None
         changed = []
+        fetched_to = self._fetch_positions() if between_batches else {}
         for partition in self._bases:
             if partitions is not None and partition not in partitions:
                 continue
             position = self.tracker.position(partition)
             if position is None or not self.role.consistent(partition, self.tracker):
                 continue
+            if self.tracker.pending(partition) == 0:
+                # Past the transaction markers after the last record (offsets no record has), so lag reads 0.
+                position = max(position, fetched_to.get(partition, position))
             scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
             checkpoint = self.role.snapshot(partition, position, {target_name(*t): o for t, o in scan_from.items()})
             if checkpoint != self._saved.get(partition):
                 changed.append((partition, checkpoint))
         return changed
+
+    def _fetch_positions(self) -> dict[Partition, int]:
+        """The consumer's position in each owned partition: after the last record handed out and any markers behind it."""
+        try:
+            positions = self.consumer.position([TopicPartition(topic, partition) for topic, partition in self._bases])
+        except KafkaException:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
 
     def _saved_now(self, partition: Partition, checkpoint: Checkpoint) -> None:
         self._saved[partition] = checkpoint
@@ -371,5 +387,5 @@ def wire(
         router = worker.copies = RoutingWorker(args, producer_defaults, PRODUCER_ENFORCED, worker.acked)
     else:
         router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked,
-                        max_copy_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
+                        transaction_max_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
     return Wiring(clients, producer, consumer, worker, router, f"{guarantee} ({why})")

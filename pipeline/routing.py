@@ -2,8 +2,10 @@
 
 The source record's offset may be committed only once its copy is acknowledged
 by the broker: the delivery report calls ``on_acked(source, copy)`` with the
-(topic, partition, offset) of both. A copy that fails delivery is produced
-again, so the offset stays uncommitted until the copy is really stored. Key
+(topic, partition, offset) of both. A copy that fails delivery is never
+produced again (the first may have been stored after all): the script stops,
+and the restart finds which copies landed; in a transaction, the transaction
+aborts and the consumer rewinds. Key
 and value are passed through byte for byte; every copy names its source in
 the ``orders.source.*`` headers. The one exception: a value too large for the
 target topic is replaced by a stub in the DLQ that says so and points at the
@@ -61,14 +63,14 @@ class Router:
     """Produces routed copies and reports each acknowledged copy with its source's coordinates."""
 
     def __init__(self, producer: Producer, retry_topic: str, dlq_topic: str, on_acked: AckCallback,
-                 max_copy_bytes: Optional[int] = None) -> None:
-        """``max_copy_bytes``: in a transaction, larger copies become stubs before the broker refuses
-        them, since a refused record aborts the whole transaction."""
+                 transaction_max_bytes: Optional[int] = None) -> None:
+        """``transaction_max_bytes``: the producer is transactional, and copies larger than this become
+        stubs before the broker refuses them, since a refused record aborts the whole transaction."""
         self.producer = producer
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
         self.on_acked = on_acked
-        self.max_copy_bytes = max_copy_bytes
+        self.max_copy_bytes = transaction_max_bytes
 
     def serve(self) -> None:
         """Serve delivery reports (the RoutingWorker's counterpart hands copies over)."""
@@ -125,6 +127,9 @@ class Router:
     ) -> None:
         if err is None:
             self.on_acked(source, (msg.topic(), msg.partition(), msg.offset()))
+            return
+        if self.max_copy_bytes is not None:
+            log.debug("Copy of %s[%d]@%d not delivered (%s); its transaction aborts", *source, err.str())
             return
         if err.code() in _TOO_LARGE and value is not None:
             self._send_stub(key, value, headers, source, err.str())

@@ -107,7 +107,7 @@ def test_a_dead_worker_stops_the_consumer_with_a_readable_error(bootstrap: str) 
 
 
 def test_the_main_consumer_stops_in_one_line_when_its_worker_dies(runner: ScriptRunner) -> None:
-    main = runner.start("consumer.main_consumer", "--fail-rate", "0")
+    main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--guarantee", "at-least-once")  # copies made by a worker
     runner.wait_until(lambda: "Assigned" in main.output(), 60, "the main consumer's partitions")
     workers = children_of(main.process.pid)
     assert len(workers) == 1
