@@ -76,8 +76,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m consumer.main_consumer", description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", default=env("MAIN_GROUP_ID", "orders-main"), help="(env MAIN_GROUP_ID) %(default)s")
     parser.add_argument(
-        "--fail-rate", type=probability, default=env("FAIL_RATE", "0.1"),
-        help="chance that one processing attempt fails transiently; 0 turns simulation off (env FAIL_RATE) %(default)s",
+        "--fail-rate", type=probability, default=env("FAIL_RATE", "0"),
+        help="simulated failures, for demos and tests: the chance that one processing attempt fails transiently; "
+        "0 = none (env FAIL_RATE) %(default)s",
     )
     parser.add_argument(
         "--fail-product", default=env("FAIL_PRODUCT", "") or None,
@@ -181,8 +182,8 @@ class MainConsumer:
         self._window_processed = self.processed_here
         owned = self.owned_now()
         return (
-            f"Processed {rate:.0f} orders/s | running average={_fmt(owned.average)} over "
-            f"{owned.processed} orders | retried={owned.retried} dead-lettered={owned.dead_lettered}"
+            f"Processed {rate:.0f} orders/s | this instance's partitions: running average={_fmt(owned.average)} "
+            f"over {owned.processed} orders, retried={owned.retried} dead-lettered={owned.dead_lettered}"
         )
 
     # The data path
@@ -290,7 +291,7 @@ class MainConsumer:
     def _log_processed(self, order: Order, attempt: int) -> None:
         owned = self.owned_now()
         self.events.line(
-            "Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d orders",
+            "Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d orders (this instance's partitions)",
             order["orderId"], attempt, order["price"], owned.average, owned.processed,
         )
 
@@ -391,7 +392,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   route_in_child=True)
     if wiring is None:
         return 0
-    producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
+    consumer, worker, router = wiring.consumer, wiring.worker, wiring.router
     state = MainConsumer(args, router, worker.tracker)
     worker.subscribe([args.orders_topic, args.redrive_topic], state)
     log.info(
@@ -409,9 +410,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             state.handle_batch(msgs)
             state.observe_batch(msgs, started)
             router.serve()
-            producer.poll(0)
+            worker.producer.poll(0)  # delivery reports of the checkpoints
+            worker.throttle()
             worker.checkpoint_if_due()
             if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
+                worker.refresh_known()
                 totals = state.global_stats(worker.known, args.group_id)
                 write_summary(args.summary_file, totals)
                 state.publish_metrics(consumer, totals)
@@ -422,7 +425,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         final = state.global_stats(worker.known, args.group_id)
         wiring.close()
         write_summary(args.summary_file, final)
-        log.info("Stopped. processed=%d average=%s retried=%d dead-lettered=%d", final.processed,
+        log.info("Stopped. Whole group: processed=%d average=%s retried=%d dead-lettered=%d", final.processed,
                  _fmt(final.average), final.retried, final.dead_lettered)
     return 0
 

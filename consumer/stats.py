@@ -2,6 +2,11 @@
 
 Run: ``python -m consumer.stats [--json]``. It reads the stats topic only, so
 it works whether zero, one or several main consumers are running.
+
+``--reset`` forgets a group's state: its checkpoints get tombstones and its
+committed offsets are deleted, so its next member starts every partition from
+the beginning with empty state. It refuses while the group has members, as
+the broker lists them (DescribeGroups; Tansu lists none, so stop them first there).
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ import json
 import sys
 from typing import Optional
 
+from confluent_kafka import KafkaError, KafkaException
+
 from pipeline.checkpoints import Checkpoint, CheckpointStore, partition_checkpoints
 from pipeline.cli import run
 from pipeline.clients import Clients
 from pipeline.config import ClientSettings, add_connection_args, add_stats_topic_arg, env
+from pipeline.errors import PipelineError
 from pipeline.logs import setup_logging
 
 
@@ -22,6 +30,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m consumer.stats", description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", default=env("MAIN_GROUP_ID", "orders-main"), help="the main consumers' group %(default)s")
     parser.add_argument("--json", action="store_true", help="print one JSON object for tools and tests")
+    parser.add_argument("--reset", action="store_true",
+                        help="delete the group's checkpoints and committed offsets (refused while it has members)")
     add_connection_args(parser)
     add_stats_topic_arg(parser)
     args = parser.parse_args(argv)
@@ -47,6 +57,30 @@ def summarize(checkpoints: dict[str, Checkpoint], group: str, topics: list[str])
     return {"processed": processed, "average": total / processed if processed else None, "partitions": partitions}
 
 
+def reset(clients: Clients, args: argparse.Namespace, checkpoints: dict[str, Checkpoint]) -> int:
+    """Tombstones for every checkpoint of the group, then its committed offsets deleted; never while it has members."""
+    admin = clients.admin()
+    [described] = admin.describe_consumer_groups([args.group_id], request_timeout=30).values()
+    members = described.result().members
+    if members:
+        hosts = ", ".join(sorted({member.host for member in members}))
+        raise PipelineError(f"group {args.group_id} has {len(members)} active member(s) ({hosts}); stop them first")
+    producer = clients.producer({}, {"enable.idempotence": True, "acks": "all"})
+    for key in checkpoints:
+        producer.produce(args.stats_topic, key=key.encode(), value=None)
+    if producer.flush(30):
+        raise PipelineError("the tombstones were not acknowledged; nothing was reset for sure, run it again")
+    [deleted] = admin.delete_consumer_groups([args.group_id], request_timeout=30).values()
+    try:
+        deleted.result()
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+            raise
+    print(f"Reset group {args.group_id}: {len(checkpoints)} checkpoint(s) removed from {args.stats_topic}, "
+          "committed offsets deleted; its next member starts from the beginning")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
@@ -56,6 +90,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         checkpoints: dict[str, Checkpoint] = {}
     else:
         checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
+    if args.reset:
+        return reset(clients, args, checkpoints)
     result = summarize(checkpoints, args.group_id, [args.orders_topic, args.redrive_topic])
     if args.json:
         json.dump(result, sys.stdout)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from demo.processes import ProcessGroup
 from devbroker import ENGINES, BrokerError, DevBroker, broker_answers, dev_broker
-from pipeline.config import DEFAULT_BOOTSTRAP, env
+from pipeline.config import DEFAULT_BOOTSTRAP, env, probability
 from pipeline.logs import setup_logging
 from pipeline.shutdown import StopFlag
 
@@ -35,18 +35,34 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--engine", choices=ENGINES, default=env("DEVBROKER_ENGINE", "tansu"),
                         help="dev broker to start if none answers (env DEVBROKER_ENGINE) %(default)s")
-    parser.add_argument("--rate", type=float, default=2.0, help="orders per second %(default)s")
-    parser.add_argument("--invalid-rate", type=float, default=0.05, help="share of poison records %(default)s")
-    parser.add_argument("--fail-rate", type=float, default=0.1, help="simulated transient failures %(default)s")
+    parser.add_argument("--rate", type=positive_float, default=2.0, help="orders per second %(default)s")
+    parser.add_argument("--invalid-rate", type=probability, default=0.05, help="share of poison records %(default)s")
+    parser.add_argument("--fail-rate", type=probability, default=0.1,
+                        help="chance that a processing attempt fails, simulated (the main consumer's default is 0) %(default)s")
     parser.add_argument("--fail-product", default="Item3", help="product that always fails %(default)s")
     parser.add_argument(
-        "--metrics-port", type=int, default=int(env("DEMO_METRICS_PORT", "9101")),
+        "--metrics-port", type=first_port, default=env("DEMO_METRICS_PORT", "9101"),
         help="first of four Prometheus ports: producer, main, retry, dlq (env DEMO_METRICS_PORT) %(default)s; 0 = off",
     )
     parser.add_argument("--metrics-addr", default=env("METRICS_ADDR", "127.0.0.1"),
                         help="(env METRICS_ADDR) %(default)s; 0.0.0.0 lets Prometheus in Docker scrape them")
     parser.add_argument("--state-dir", default=str(ROOT / ".demo"), help="summary file and broker log %(default)s")
     return parser.parse_args(argv)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def first_port(text: str) -> int:
+    """The first of four consecutive ports, or 0 for none."""
+    value = int(text)
+    if value != 0 and not 1 <= value <= 65532:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a port from 1 to 65532 (four ports follow it), got {text}")
+    return value
 
 
 def local_port(bootstrap_servers: str) -> Optional[int]:

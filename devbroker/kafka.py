@@ -117,8 +117,14 @@ def resolve_jars() -> Path:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id, as ``kafka-storage.sh random-uuid`` prints it (URL-safe base64 of 16 random bytes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id, as ``kafka-storage.sh random-uuid`` prints it (URL-safe base64 of 16 random bytes).
+
+    Like Kafka's ``Uuid.randomUuid()``, never one that starts with "-", which a command line takes for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass

@@ -36,7 +36,12 @@ from pipeline.transactions import EXACTLY_ONCE, TRANSACTION_DEFAULTS, Transactio
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
+# Copies not yet acknowledged before the sources pause: bounds the memory they hold.
+MAX_IN_FLIGHT = 20_000
+# A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
+CHECKPOINT_FLUSH_S = 2.0
 RAISE_BASES_INTERVAL_S = 30.0
+KNOWN_REFRESH_S = 3.0
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -96,7 +101,12 @@ class CheckpointedConsumer:
         self.known: dict[str, Checkpoint] = {}
         self._bases: dict[Partition, dict[Partition, int]] = {}
         self._saved: dict[Partition, Checkpoint] = {}
-        self._last_checkpoint = self._bases_raised = time.monotonic()
+        self._last_checkpoint = self._bases_raised = self._known_refreshed = time.monotonic()
+        self._throttled = False
+
+    def use_producer(self, producer: Producer) -> None:
+        """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
+        self.producer = self.copies = producer
 
     def acked(self, source: Source, copy: Source) -> None:
         """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
@@ -184,7 +194,7 @@ class CheckpointedConsumer:
             self._commit_transaction(final)
             return
         if len(self.copies) or final:
-            self.copies.flush(FLUSH_TIMEOUT_S)
+            self.copies.flush(FLUSH_TIMEOUT_S if final else CHECKPOINT_FLUSH_S)
         self._raise_bases_if_due()
         commits: list[TopicPartition] = []
         for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
@@ -209,10 +219,13 @@ class CheckpointedConsumer:
         self.producer.flush(FLUSH_TIMEOUT_S)
         self._raise_bases_if_due()
         changed = self._changed_checkpoints(None, between_batches=not final)
-        for (topic, partition), checkpoint in changed:
-            self.store.save(self.producer, topic, partition, checkpoint)
+
+        def write_checkpoints(producer: Producer) -> None:
+            for (topic, partition), checkpoint in changed:
+                self.store.save(producer, topic, partition, checkpoint)
+
         offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
-        if not self.transactions.commit(offsets):
+        if not self.transactions.commit(write_checkpoints, offsets):
             self._rewind()
             return
         for partition, checkpoint in changed:
@@ -295,6 +308,32 @@ class CheckpointedConsumer:
         except KafkaException as exc:  # the checkpoint is the truth; the next commit catches up
             log.warning("Offset commit failed (%s); the checkpoint stands", exc)
 
+    def throttle(self, held: Optional[set[Partition]] = None) -> None:
+        """Pause every owned partition while more than MAX_IN_FLIGHT copies wait for acknowledgement (a slow
+        or absent broker); resume once half of them are done. The loop goes on polling meanwhile, so the
+        member stays in its group, where a blocking wait would outlast ``max.poll.interval.ms``.
+
+        ``held``: partitions the role paused for its own reasons, left paused.
+        """
+        in_flight = len(self.copies)
+        owned = [TopicPartition(topic, partition) for topic, partition in self._bases]
+        if in_flight > MAX_IN_FLIGHT:
+            self.consumer.pause(owned)  # again on each loop: partitions assigned meanwhile too
+            if not self._throttled:
+                log.warning("Paused consumption: %d copies wait for the broker's acknowledgement", in_flight)
+            self._throttled = True
+        elif self._throttled and in_flight <= MAX_IN_FLIGHT // 2:
+            self.consumer.resume([tp for tp in owned if (tp.topic, tp.partition) not in (held or set())])
+            self._throttled = False
+            log.info("Resumed consumption: %d copies in flight", in_flight)
+
+    def refresh_known(self) -> None:
+        """Every few seconds, the latest checkpoints of every partition: figures that claim the whole group
+        (summary file, average gauges) then show the other members' partitions at most that old."""
+        if time.monotonic() - self._known_refreshed >= KNOWN_REFRESH_S:
+            self._known_refreshed = time.monotonic()
+            self.known = {**self.store.load(), **{checkpoint_key(self.store.group, *p): c for p, c in self._saved.items()}}
+
     def checkpoint_if_due(self) -> None:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
             self.checkpoint()
@@ -376,10 +415,18 @@ def wire(
         producer_defaults = {**producer_defaults, **TRANSACTION_DEFAULTS}
         producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": transactional_id(args)}
     else:
+        # Copies wait out a broker outage (the sources pause, see throttle()); a copy that times out could
+        # only stop the script, since sending it again might duplicate it.
+        producer_defaults = {**producer_defaults, "message.timeout.ms": 0}
         producer_enforced = PRODUCER_ENFORCED
-    producer = clients.producer(producer_defaults, producer_enforced, warm_up=producer_topics)
     consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    transactions = Transactions(producer, consumer.consumer_group_metadata) if transactional else None
+    transactions = None
+    if transactional:
+        transactions = Transactions(lambda: clients.producer(producer_defaults, producer_enforced),
+                                    consumer.consumer_group_metadata)
+        producer = transactions.producer
+    else:
+        producer = clients.producer(producer_defaults, producer_enforced, warm_up=producer_topics)
     store = CheckpointStore(clients, args.stats_topic, args.group_id)
     worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics, transactions)
     router: Union[Router, RoutingWorker]
@@ -388,4 +435,6 @@ def wire(
     else:
         router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked,
                         transaction_max_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
+    if transactions is not None:
+        transactions.on_renewed += [worker.use_producer, router.use_producer]
     return Wiring(clients, producer, consumer, worker, router, f"{guarantee} ({why})")

@@ -64,6 +64,9 @@ class BrokerStatus:
     def error_cb(self, error: KafkaError) -> None:
         if error.code() in _UNREACHABLE_CODES:
             self.unreachable(_short(error.str()))
+        elif error.code() == KafkaError._FENCED:
+            log.warning("Kafka client error: %s (the open transaction is void; it is renewed at the next commit)",
+                        error.str())
         elif error.fatal():
             raise fatal_error(error)
         else:

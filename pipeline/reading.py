@@ -51,7 +51,9 @@ def read_to_end(
     if not starts:
         return
     consumer = clients.consumer(
-        {"auto.offset.reset": "earliest"},
+        # A fetch at the end of a partition returns after fetch.wait.max.ms (500 ms by default) with nothing:
+        # that wait would be the floor of every take-over.
+        {"auto.offset.reset": "earliest", "fetch.wait.max.ms": 10},
         {
             "group.id": f"orders-reader-{uuid.uuid4().hex[:8]}",  # never joins: partitions are assigned
             "enable.auto.commit": False,
@@ -65,7 +67,7 @@ def read_to_end(
         while unfinished:
             if time.monotonic() > deadline:
                 raise PipelineError(f"could not read {sorted(unfinished)} to the end within {timeout_s:.0f} s")
-            for msg in consumer.consume(1000, timeout=0.5):
+            for msg in next_batch(consumer, 1000, 0.5):
                 error = msg.error()
                 if error is None:
                     yield msg

@@ -76,6 +76,10 @@ class Router:
         """Serve delivery reports (the RoutingWorker's counterpart hands copies over)."""
         self.producer.poll(0)
 
+    def use_producer(self, producer: Producer) -> None:
+        """A renewed transactional producer replaces a fenced one."""
+        self.producer = producer
+
     def send_back_to_retry(self, msg: Message, failure: Failure, retry_count: int, due_ms: int) -> None:
         headers = routed_headers(
             msg.headers(), retry_count=retry_count, failure=failure, current=origin_of_message(msg),
@@ -104,6 +108,8 @@ class Router:
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
+            if self.max_copy_bytes is not None and exc.args[0].fatal():
+                return  # a fenced transactional producer: the commit finds out, renews it and rewinds
             if exc.args[0].code() not in _TOO_LARGE:
                 raise
             self._send_stub(key, value, headers, source, exc.args[0].str())

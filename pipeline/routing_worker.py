@@ -43,8 +43,6 @@ from pipeline.logs import setup_logging
 from pipeline.routing import AckCallback, Router, Source
 from pipeline.shutdown import die_with_parent
 
-# Copies handed over and not yet acknowledged before the consumer waits: bounds the memory they hold.
-MAX_IN_FLIGHT = 20_000
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPE_BYTES = 1 << 20
 START_TIMEOUT_S = 60.0
@@ -115,11 +113,9 @@ class RoutingWorker:
         return self._handed_over + len(self._batch) - self._acknowledged
 
     def serve(self) -> None:
-        """Hand this loop's copies over, take the acknowledgements that came back; wait while too many are open."""
+        """Hand this loop's copies over, take the acknowledgements that came back (never waits)."""
         self._hand_over()
         while self._replies.poll():
-            self._receive()
-        while self._handed_over - self._acknowledged > MAX_IN_FLIGHT:
             self._receive()
 
     def flush(self, timeout_s: float) -> int:

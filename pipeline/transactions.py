@@ -21,7 +21,7 @@ import os
 import socket
 from typing import Any, Callable
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipeline.clients import fatal_error
@@ -82,26 +82,37 @@ def transactional_id(args: argparse.Namespace) -> str:
 
 
 class Transactions:
-    """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next."""
+    """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next.
 
-    def __init__(self, producer: Producer, group_metadata: Callable[[], Any]) -> None:
-        self.producer = producer
+    A producer fenced for good (its transaction timed out on the coordinator
+    during a stall or a broker outage) is replaced by a new one with the same
+    transactional.id, and the users of the old one are told (``on_renewed``).
+    """
+
+    def __init__(self, new_producer: Callable[[], Producer], group_metadata: Callable[[], Any]) -> None:
+        self.new_producer = new_producer
         self.group_metadata = group_metadata
+        self.on_renewed: list[Callable[[Producer], None]] = []
+        self.producer = self._start()
+
+    def _start(self) -> Producer:
+        producer = self.new_producer()
         producer.init_transactions(TRANSACTION_TIMEOUT_S)
         producer.begin_transaction()
+        return producer
 
-    def commit(self, offsets: list[TopicPartition]) -> bool:
-        """Commit what was produced and ``offsets``; False if the transaction was aborted instead."""
+    def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:
+        """Produce with ``write_last`` (the checkpoints), then commit them, what was produced before, and ``offsets``.
+
+        False if the transaction was aborted instead: the caller rewinds to the last committed state.
+        """
         try:
+            write_last(self.producer)
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.group_metadata(), TRANSACTION_TIMEOUT_S)
             self._commit_with_retries()
         except KafkaException as exc:
-            error = exc.args[0]
-            if not error.txn_requires_abort():
-                raise fatal_error(error) from None
-            self.abort(f"the transaction could not commit ({error.str()}); this member was fenced or lost "
-                       "its partitions")
+            self._failed(exc.args[0], "the transaction could not commit")
             return False
         self.producer.begin_transaction()
         return True
@@ -111,9 +122,21 @@ class Transactions:
         log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
         try:
             self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            self.producer.begin_transaction()
         except KafkaException as exc:
-            raise fatal_error(exc.args[0]) from None
-        self.producer.begin_transaction()
+            self._failed(exc.args[0], "the transaction could not abort")
+
+    def _failed(self, error: KafkaError, what: str) -> None:
+        if error.fatal():
+            log.warning("%s: this instance's producer was fenced (%s); its open transaction is void. Starting a "
+                        "new producer with the same transactional.id", what, error.str())
+            self.producer = self._start()
+            for renewed in self.on_renewed:
+                renewed(self.producer)
+        elif error.txn_requires_abort():
+            self.abort(f"{what} ({error.str()}); this member was fenced or lost its partitions")
+        else:
+            raise fatal_error(error)
 
     def close(self) -> None:
         """Abort what the last commit did not take (after a failed final checkpoint)."""

@@ -200,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.redrive_topic, args.dlq_topic])
     if wiring is None:
         return 0
-    producer, consumer, worker, router = wiring.producer, wiring.consumer, wiring.worker, wiring.router
+    consumer, worker, router = wiring.consumer, wiring.worker, wiring.router
     state = RetryConsumer(args, consumer, router, worker.tracker)
     worker.subscribe([args.retry_topic], state)
     metrics.serve(args.metrics_port, args.metrics_addr)
@@ -215,7 +215,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", error.str())
             state.fire_due()
-            producer.poll(0)
+            worker.producer.poll(0)  # delivery reports of the checkpoints
+            worker.throttle(held=state.paused)
             worker.checkpoint_if_due()
             metrics.RETRY_WAITING.set(len(state.schedule))
             state.events.tick()
