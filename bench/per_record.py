@@ -25,7 +25,7 @@ from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
 from consumer.main_consumer import PRODUCER_DEFAULTS, MainConsumer, parse_args
 from devbroker import TansuBroker, free_port
-from pipeline.checkpointed import PRODUCER_ENFORCED
+from pipeline.wiring import PRODUCER_ENFORCED
 from pipeline.gc_tuning import tune_for_streaming
 from pipeline.offsets import OffsetTracker
 from pipeline.routing_worker import RoutingWorker
@@ -50,11 +50,11 @@ def consumer_state(fail_rate: float, bootstrap: str) -> tuple[MainConsumer, Rout
     tracker = OffsetTracker()
     router = RoutingWorker(args, PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
                            lambda source, _copy: tracker.complete(source[:2], source[2]))
-    state = MainConsumer(args, router, tracker)
+    main_consumer = MainConsumer(args, router, tracker)
     for partition in range(PARTITIONS):
         tracker.start((args.orders_topic, partition), 0)
-        state.restore((args.orders_topic, partition), None, {})
-    return state, router
+        main_consumer.state.restore((args.orders_topic, partition), None, {})
+    return main_consumer, router
 
 
 def process_cpu_s(pid: int) -> float:
@@ -90,12 +90,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             future.result(30)
         figures = {"decode-only loop": cpu_us_per_record(decode_only, len(msgs), args.repeats)}
         for fail_rate in (0.0, 0.1):
-            state, router = consumer_state(fail_rate, broker.bootstrap_servers)
+            main_consumer, router = consumer_state(fail_rate, broker.bootstrap_servers)
 
             def drain() -> None:
                 worker_started = process_cpu_s(router.pid)
                 for batch in batches:
-                    state.handle_batch(batch)
+                    main_consumer.handle_batch(batch)
                     router.serve()
                 router.flush(30)
                 worker_us.append((process_cpu_s(router.pid) - worker_started) * 1e6)
@@ -104,7 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 figures[f"main consumer, {fail_rate:.0%} failures"] = cpu_us_per_record(drain, len(msgs), args.repeats)
             finally:
                 router.close()
-        routed = state.owned_now().retried / args.repeats  # the 10 % run's copies, per pass
+        routed = main_consumer.state.owned_now().retried / args.repeats  # the 10 % run's copies, per pass
     decode = figures["decode-only loop"]
     print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records:")
     print(f"  {'decode-only loop':<32} {decode:6.2f} us")

@@ -1,18 +1,15 @@
-"""What happens to one record: decode -> validate -> process, and the verdict. Pure: no Kafka here.
+"""What happens to one record: decode -> validate -> process, and where it goes if that fails. Pure: no Kafka here.
 
-Permanent failures (undecodable bytes, a null value, an invalid order) go to the
-DLQ at once: retrying cannot fix them. Any other processing error is taken as
-transient and retried.
-
-Most records are valid orders on their first attempt and process fine; the
-consumer takes them the short way (:func:`decode_order`, then
-:func:`process_order`), building nothing per record, and asks :func:`evaluate`
-for the verdict of all others.
+:func:`evaluate` is the one decision path. It returns the order when it was
+processed (most records: nothing is built for them), else a :class:`Verdict`
+that routes the record. Permanent failures (undecodable bytes, a null value,
+an invalid order) go to the DLQ at once: retrying cannot fix them. Any other
+processing error is taken as transient and retried.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence, Union
 
 from avro_utils import AvroDecodeError, avro_deserialize
 from pipeline.errors import ValidationError
@@ -20,16 +17,17 @@ from pipeline.failures import FailureSimulator
 from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, Failure, HeaderValue, get_retry_count
 from pipeline.validation import Order, is_valid_order, validate_order
 
-PROCESSED = "processed"
 RETRY = "retry"
 DEAD_LETTER = "dead-letter"
 
 
 class Verdict(NamedTuple):
+    """A record that failed: where it goes, at which attempt, and why."""
+
     route: str
     attempt: int
+    failure: Failure
     order: Optional[Order] = None
-    failure: Optional[Failure] = None
     dlq_reason: Optional[str] = None
 
 
@@ -39,36 +37,29 @@ def process_order(order: Order, attempt: int, simulator: FailureSimulator) -> No
         simulator.check(order["orderId"], order["product"], attempt)
 
 
-def decode_order(value: Optional[bytes]) -> Optional[Order]:
-    """The valid order in ``value``, or None if it is not one (then :func:`evaluate` says why)."""
-    try:
-        record = avro_deserialize(value)  # type: ignore[arg-type]
-    except AvroDecodeError:
-        return None
-    return record if is_valid_order(record) else None  # type: ignore[return-value]
-
-
-def retry_verdict(order: Order, attempt: int, exc: Exception) -> Verdict:
-    """Processing failed: anything not known to be permanent is worth a retry."""
-    return Verdict(RETRY, attempt, order, Failure.from_exception("process", exc))
+def attempt_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> int:
+    """1 for a first attempt (most records carry no headers), else the retry count + 1."""
+    return get_retry_count(headers) + 1 if headers else 1
 
 
 def evaluate(
     value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator
-) -> Verdict:
-    attempt = get_retry_count(headers) + 1 if headers else 1  # most records carry no headers
+) -> Union[Order, Verdict]:
+    """decode -> validate -> process: the order if it was processed, else the Verdict that routes it."""
     try:
         record = avro_deserialize(value)  # type: ignore[arg-type]
     except AvroDecodeError as exc:
-        return Verdict(DEAD_LETTER, attempt, None, Failure.from_exception("decode", exc, f"could not decode: {exc}"),
-                       REASON_UNDECODABLE)
+        failure = Failure.from_exception("decode", exc, f"could not decode: {exc}")
+        return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, REASON_UNDECODABLE)
+    if not is_valid_order(record):  # the cheap check; the exception below only says why
+        try:
+            validate_order(record)
+        except ValidationError as exc:
+            failure = Failure.from_exception("validate", exc, f"invalid order: {exc}")
+            return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, REASON_INVALID)
+    order: Order = record  # type: ignore[assignment]
     try:
-        order = validate_order(record)
-    except ValidationError as exc:
-        return Verdict(DEAD_LETTER, attempt, None, Failure.from_exception("validate", exc, f"invalid order: {exc}"),
-                       REASON_INVALID)
-    try:
-        process_order(order, attempt, simulator)
+        process_order(order, attempt_of(headers) if headers else 1, simulator)
     except Exception as exc:
-        return retry_verdict(order, attempt, exc)
-    return Verdict(PROCESSED, attempt, order)
+        return Verdict(RETRY, attempt_of(headers), Failure.from_exception("process", exc), order)
+    return order

@@ -1,12 +1,14 @@
 """A consumer that resumes each partition exactly where its last checkpoint left off.
 
 Shared by the main and retry consumers; what each keeps per partition is
-their own (:class:`PartitionRole`). The cycle, once a second, on revoke and
-at shutdown, is the one Quix Streams uses: flush the routed copies (every
-copy acknowledged; made by the producer, or by the main consumer's routing
-worker) -> write the checkpoints -> commit offsets once they are stored.
-The checkpoints are the truth; the committed offsets follow them so that
-lag tools see progress.
+their own (:class:`pipeline.partition_role.PartitionRole`). The cycle, once a
+second, on revoke and at shutdown, is the one Quix Streams uses: flush the
+routed copies (every copy acknowledged) -> write the checkpoints -> commit
+the offsets. With exactly-once, the checkpoints and offsets join the copies
+in one Kafka transaction (:mod:`pipeline.transactions`); an aborted one
+rewinds every partition to its last committed checkpoint. Without, offsets
+are committed once their checkpoint is stored: the checkpoints are the
+truth, the committed offsets follow them so that lag tools see progress.
 
 On assignment: load the latest checkpoints, find the copies made after them
 (:mod:`pipeline.copies`), hand both to the role, and start each partition at
@@ -18,20 +20,18 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from pipeline.clients import RETRY_TOPIC_CONFIG, Clients, ensure_stats_topic, ensure_topics, max_message_bytes
-from pipeline.config import ClientSettings
+from pipeline.clients import Clients
 from pipeline.copies import CopyLedger, find_copies, listed_ends
 from pipeline.offsets import OffsetTracker, Partition
+from pipeline.partition_role import Copier, PartitionRole
 from pipeline.reading import partitions_of
-from pipeline.routing import Router, Source
-from pipeline.routing_worker import RoutingWorker
-from pipeline.transactions import EXACTLY_ONCE, TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
+from pipeline.routing import Source
+from pipeline.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -47,35 +47,6 @@ FLUSH_TIMEOUT_S = 30.0
 
 def describe(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partitions"
-
-
-class Copier(Protocol):
-    """Whatever produces the routed copies: the producer itself, or a RoutingWorker."""
-
-    def __len__(self) -> int:
-        """Copies not yet acknowledged."""
-
-    def flush(self, timeout: float) -> int:
-        """Wait until every copy is acknowledged; return how many are not."""
-
-
-class PartitionRole(Protocol):
-    """What a consumer keeps per partition, and how it turns into a checkpoint and back."""
-
-    def start_without_checkpoint(self, consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
-        """Where to start partitions that have no checkpoint yet."""
-
-    def restore(self, partition: Partition, checkpoint: Optional[Checkpoint], copies: dict[int, tuple[str, int, int]]) -> None:
-        """Take over a partition: its checkpointed state and the copies made after the checkpoint."""
-
-    def consistent(self, partition: Partition, tracker: OffsetTracker) -> bool:
-        """True if a checkpoint written now matches the tracker's position."""
-
-    def snapshot(self, partition: Partition, next_offset: int, scan_from: dict[str, int]) -> Checkpoint:
-        """The partition's checkpoint at ``next_offset``."""
-
-    def forget(self, partitions: set[Partition]) -> None:
-        """Drop the state of partitions this instance no longer owns."""
 
 
 class CheckpointedConsumer:
@@ -358,83 +329,3 @@ class CheckpointedConsumer:
         for partition in partitions:
             self._bases.pop(partition, None)
             self._saved.pop(partition, None)
-
-
-PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
-CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "isolation.level": "read_committed"}
-
-
-@dataclass
-class Wiring:
-    """The clients of a checkpointed consumer script, built in ``main()``."""
-
-    clients: Clients
-    producer: Producer
-    consumer: Consumer
-    worker: CheckpointedConsumer
-    router: Union[Router, RoutingWorker]
-    guarantee: str  # for the start-up line: "exactly-once (auto: ...)"
-
-    def close(self) -> None:
-        """Checkpoint and leave the group (:meth:`CheckpointedConsumer.close`), then stop a routing worker."""
-        try:
-            self.worker.close()
-        finally:
-            if isinstance(self.router, RoutingWorker):
-                self.router.close()
-
-
-def wire(
-    args: Any,
-    should_stop: Callable[[], bool],
-    consumer_defaults: dict[str, Any],
-    producer_defaults: dict[str, Any],
-    target_topics: list[str],
-    route_in_child: bool = False,
-) -> Optional[Wiring]:
-    """Create the topics, then the clients, checkpoint store and router; None if stopped while waiting for the broker.
-
-    With exactly-once (``args.guarantee``), one transactional producer makes
-    the copies and the checkpoints. Else ``route_in_child`` has copies made
-    by a :class:`RoutingWorker` process (the main consumer, whose thread is
-    the bottleneck at high failure rates).
-    """
-    clients = Clients(ClientSettings(args), args.group_id)
-    topics = [args.orders_topic, args.redrive_topic, args.retry_topic, args.dlq_topic]
-    if not (
-        ensure_topics(clients, topics, args.partitions, args.replication_factor, should_stop,
-                      topic_config={args.retry_topic: RETRY_TOPIC_CONFIG})
-        and ensure_stats_topic(clients, args.stats_topic, args.replication_factor, should_stop)
-    ):
-        return None
-    guarantee, why = resolve_guarantee(args.guarantee, clients.admin())
-    transactional = guarantee == EXACTLY_ONCE
-    route_in_child = route_in_child and not transactional
-    producer_topics = [args.stats_topic] if route_in_child else [*target_topics, args.stats_topic]
-    if transactional:
-        producer_defaults = {**producer_defaults, **TRANSACTION_DEFAULTS}
-        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": transactional_id(args)}
-    else:
-        # Copies wait out a broker outage (the sources pause, see throttle()); a copy that times out could
-        # only stop the script, since sending it again might duplicate it.
-        producer_defaults = {**producer_defaults, "message.timeout.ms": 0}
-        producer_enforced = PRODUCER_ENFORCED
-    consumer = clients.consumer(consumer_defaults, {**CONSUMER_ENFORCED, "group.id": args.group_id})
-    transactions = None
-    if transactional:
-        transactions = Transactions(lambda: clients.producer(producer_defaults, producer_enforced),
-                                    consumer.consumer_group_metadata)
-        producer = transactions.producer
-    else:
-        producer = clients.producer(producer_defaults, producer_enforced, warm_up=producer_topics)
-    store = CheckpointStore(clients, args.stats_topic, args.group_id)
-    worker = CheckpointedConsumer(clients, consumer, producer, store, target_topics, transactions)
-    router: Union[Router, RoutingWorker]
-    if route_in_child:
-        router = worker.copies = RoutingWorker(args, producer_defaults, PRODUCER_ENFORCED, worker.acked)
-    else:
-        router = Router(producer, args.retry_topic, args.dlq_topic, worker.acked,
-                        transaction_max_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
-    if transactions is not None:
-        transactions.on_renewed += [worker.use_producer, router.use_producer]
-    return Wiring(clients, producer, consumer, worker, router, f"{guarantee} ({why})")

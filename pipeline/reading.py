@@ -20,22 +20,29 @@ from pipeline.errors import PipelineError
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 120.0
+METADATA_SETTLE_S = 10.0
 
 
 def partitions_of(
     clients: Clients, topics: list[str], missing_ok: bool = False, timeout_s: float = 30.0
 ) -> list[tuple[str, int]]:
-    """Every (topic, partition) of ``topics``, from the broker's metadata."""
+    """Every (topic, partition) of ``topics``, from the broker's metadata.
+
+    A topic just created may take a moment to reach every broker of a cluster:
+    a missing one is looked up again for up to ``METADATA_SETTLE_S`` before it counts as missing.
+    """
     admin = clients.admin()
-    metadata = admin.list_topics(timeout=timeout_s)
-    found = []
-    for topic in topics:
-        if topic not in metadata.topics:
-            if missing_ok:
-                continue
-            raise PipelineError(f"topic {topic} does not exist")
-        found += [(topic, partition) for partition in sorted(metadata.topics[topic].partitions)]
-    return found
+    deadline = time.monotonic() + METADATA_SETTLE_S
+    while True:
+        metadata = admin.list_topics(timeout=timeout_s)
+        missing = [topic for topic in topics if topic not in metadata.topics]
+        if not missing or missing_ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # poll the metadata until the new topic shows or the deadline passes
+    if missing and not missing_ok:
+        raise PipelineError(f"topic {missing[0]} does not exist")
+    return [(topic, partition) for topic in topics if topic in metadata.topics
+            for partition in sorted(metadata.topics[topic].partitions)]
 
 
 def read_to_end(

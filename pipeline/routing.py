@@ -108,8 +108,8 @@ class Router:
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
-            if self.max_copy_bytes is not None and exc.args[0].fatal():
-                return  # a fenced transactional producer: the commit finds out, renews it and rewinds
+            if self.max_copy_bytes is not None and exc.args[0].code() not in _TOO_LARGE:
+                return  # the transaction failed already: its commit aborts it (or renews the producer) and rewinds
             if exc.args[0].code() not in _TOO_LARGE:
                 raise
             self._send_stub(key, value, headers, source, exc.args[0].str())

@@ -19,7 +19,8 @@ import argparse
 import logging
 import os
 import socket
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Optional
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
@@ -33,6 +34,7 @@ EXACTLY_ONCE = "exactly-once"
 AT_LEAST_ONCE = "at-least-once"
 AUTO = "auto"
 TRANSACTION_TIMEOUT_S = 30.0
+OFFSETS_DEADLINE_S = TRANSACTION_TIMEOUT_S + 5
 COMMIT_ATTEMPTS = 3
 # A broker with a transaction coordinator reports the settings of its transaction state log.
 _COORDINATOR_SETTING = "transaction.state.log.replication.factor"
@@ -109,13 +111,37 @@ class Transactions:
         try:
             write_last(self.producer)
             if offsets:
-                self.producer.send_offsets_to_transaction(offsets, self.group_metadata(), TRANSACTION_TIMEOUT_S)
+                self._send_offsets(offsets)
             self._commit_with_retries()
         except KafkaException as exc:
             self._failed(exc.args[0], "the transaction could not commit")
             return False
+        except TimeoutError:
+            self._renew(None, f"the offsets were not added to the transaction within {OFFSETS_DEADLINE_S:.0f} s")
+            return False
         self.producer.begin_transaction()
         return True
+
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        """``send_offsets_to_transaction`` under a deadline of our own: librdkafka 2.16 can block in it for good
+        once the group coordinator's broker went away (confluentinc/librdkafka#5456, #5511)."""
+        outcome: list[BaseException | None] = []
+        metadata = self.group_metadata()
+
+        def call() -> None:
+            try:
+                self.producer.send_offsets_to_transaction(offsets, metadata, TRANSACTION_TIMEOUT_S)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, name="send-offsets", daemon=True)
+        caller.start()
+        caller.join(OFFSETS_DEADLINE_S)
+        if not outcome:
+            raise TimeoutError  # the call stays blocked in the old producer, which is replaced
+        if outcome[0] is not None:
+            raise outcome[0]
 
     def abort(self, why: str) -> None:
         """Discard every copy, checkpoint and offset of the open transaction, and open the next."""
@@ -124,19 +150,25 @@ class Transactions:
             self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
             self.producer.begin_transaction()
         except KafkaException as exc:
-            self._failed(exc.args[0], "the transaction could not abort")
+            if not exc.args[0].fatal():
+                raise fatal_error(exc.args[0]) from None
+            self._renew(exc.args[0], "the transaction could not abort")
 
     def _failed(self, error: KafkaError, what: str) -> None:
+        """After any failure inside the transaction (a refused offset commit, a copy that timed out, a produce
+        refused because the transaction had already failed): abort it, or renew a fenced producer."""
         if error.fatal():
-            log.warning("%s: this instance's producer was fenced (%s); its open transaction is void. Starting a "
-                        "new producer with the same transactional.id", what, error.str())
-            self.producer = self._start()
-            for renewed in self.on_renewed:
-                renewed(self.producer)
-        elif error.txn_requires_abort():
-            self.abort(f"{what} ({error.str()}); this member was fenced or lost its partitions")
+            self._renew(error, what)
         else:
-            raise fatal_error(error)
+            self.abort(f"{what} ({error.str()}); this member was fenced, lost its partitions, or the broker failed")
+
+    def _renew(self, error: Optional[KafkaError], what: str) -> None:
+        why = f"was fenced ({error.str()})" if error is not None else "is stuck"
+        log.warning("%s: this instance's producer %s; its open transaction is void. Starting a new producer with "
+                    "the same transactional.id, which fences the old one", what, why)
+        self.producer = self._start()
+        for renewed in self.on_renewed:
+            renewed(self.producer)
 
     def close(self) -> None:
         """Abort what the last commit did not take (after a failed final checkpoint)."""

@@ -34,7 +34,7 @@ from pipeline.reading import next_batch
 from pipeline.routing import ROUTED_MESSAGE_MAX_BYTES, Router, key_text, now_ms
 from pipeline.shutdown import StopFlag
 from pipeline.transactions import add_guarantee_args
-from pipeline.checkpointed import wire
+from pipeline.wiring import wire
 from pipeline.checkpoints import Checkpoint
 from retry.schedule import RetrySchedule, due_time_ms
 
@@ -200,9 +200,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     wiring = wire(args, lambda: stop.requested, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, [args.redrive_topic, args.dlq_topic])
     if wiring is None:
         return 0
-    consumer, worker, router = wiring.consumer, wiring.worker, wiring.router
-    state = RetryConsumer(args, consumer, router, worker.tracker)
-    worker.subscribe([args.retry_topic], state)
+    consumer, checkpointed, router = wiring.consumer, wiring.checkpointed, wiring.router
+    state = RetryConsumer(args, consumer, router, checkpointed.tracker)
+    checkpointed.subscribe([args.retry_topic], state)
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()
     log.info("Scheduling retries from %s (max retries %d); %s", args.retry_topic, args.max_retries, wiring.guarantee)
@@ -215,9 +215,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", error.str())
             state.fire_due()
-            worker.producer.poll(0)  # delivery reports of the checkpoints
-            worker.throttle(held=state.paused)
-            worker.checkpoint_if_due()
+            checkpointed.producer.poll(0)  # delivery reports of the checkpoints
+            checkpointed.throttle(held=state.paused)
+            checkpointed.checkpoint_if_due()
             metrics.RETRY_WAITING.set(len(state.schedule))
             state.events.tick()
     finally:

@@ -1,4 +1,5 @@
-"""The main consumer's batch path decides exactly as its per-record path: same sums, copies and commit positions.
+"""The main consumer's data path: a batch decides as the same records one batch each, with the same sums,
+copies and commit positions.
 
 No Kafka here: records are built with confluent_kafka.Message, and the router
 only notes what it was asked to send (its delivery is tested on the real broker).
@@ -41,12 +42,12 @@ def consumer(
 ) -> tuple[MainConsumer, NotingRouter, OffsetTracker]:
     args = parse_args(["--fail-rate", str(fail_rate), "--fail-product", fail_product, "--seed", "7", "--orders-topic", TOPIC])
     router, tracker = NotingRouter(), OffsetTracker()
-    state = MainConsumer(args, router, tracker)  # type: ignore[arg-type]
-    state.events.max_lines_per_second = event_lines
+    main_consumer = MainConsumer(args, router, tracker)  # type: ignore[arg-type]
+    main_consumer.events.max_lines_per_second = event_lines
     for partition in range(PARTITIONS):
         tracker.start((TOPIC, partition), 0)
-        state.restore((TOPIC, partition), None, {})
-    return state, router, tracker
+        main_consumer.state.restore((TOPIC, partition), None, {})
+    return main_consumer, router, tracker
 
 
 def record(rng: random.Random, kind: str) -> tuple[bytes, bytes | None, list | None]:
@@ -79,13 +80,14 @@ def batch(seed: int, runs: list[tuple[int, list[str]]]) -> list[Message]:
     return msgs
 
 
-def outcome(state: MainConsumer, router: NotingRouter, tracker: OffsetTracker) -> dict:
+def outcome(main_consumer: MainConsumer, router: NotingRouter, tracker: OffsetTracker) -> dict:
     per_partition = {
-        p: (s.processed, round(s.total, 6), s.retried, s.dead_lettered) for (_, p), s in state.partitions.items()
+        p: (s.processed, round(s.total, 6), s.retried, s.dead_lettered)
+        for (_, p), s in main_consumer.state.partitions.items()
     }
     positions = {p: tracker.position((TOPIC, p)) for p in range(PARTITIONS)}
     return {"stats": per_partition, "sent": router.sent, "positions": positions, "open": tracker.pending(),
-            "processed_here": state.processed_here}
+            "processed_here": main_consumer.state.processed_here}
 
 
 KINDS = st.sampled_from(["valid"] * 6 + ["poison", "tombstone", "retried", "foreign-header"])
@@ -94,32 +96,33 @@ RUNS = st.lists(st.tuples(st.integers(0, PARTITIONS - 1), st.lists(KINDS, min_si
 
 @given(seed=st.integers(0, 10**6), runs=RUNS, fail_rate=st.sampled_from([0.0, 0.3]), event_lines=st.sampled_from([0, 3]))
 @settings(max_examples=150, deadline=None)
-def test_batch_path_decides_as_the_per_record_path(seed, runs, fail_rate, event_lines):
+def test_a_batch_decides_as_its_records_one_by_one(seed, runs, fail_rate, event_lines):
     msgs = batch(seed, runs)
     batched = consumer(fail_rate, event_lines, "Item3")
     batched[0].handle_batch(msgs)
     one_by_one = consumer(fail_rate, event_lines, "Item3")
     for msg in msgs:
-        one_by_one[0].handle(msg)
+        one_by_one[0].handle_batch([msg])
     assert outcome(*batched) == outcome(*one_by_one)
 
 
 def test_commit_position_waits_for_a_copy_and_then_covers_the_whole_run():
     msgs = batch(1, [(0, ["valid", "poison", "valid", "valid"]), (1, ["valid"] * 3)])
-    state, router, tracker = consumer(0.0, event_lines=0)
-    state.handle_batch(msgs)
+    main_consumer, router, tracker = consumer(0.0, event_lines=0)
+    main_consumer.handle_batch(msgs)
     assert router.sent == [("dlq", 0, 1, 1)]
     assert tracker.position((TOPIC, 0)) == 1 and tracker.position((TOPIC, 1)) == 3
     tracker.complete((TOPIC, 0), 1)  # the copy is acknowledged
     assert tracker.position((TOPIC, 0)) == 4
-    assert state.partitions[(TOPIC, 0)].processed == 3 and state.partitions[(TOPIC, 1)].processed == 3
+    partitions = main_consumer.state.partitions
+    assert partitions[(TOPIC, 0)].processed == 3 and partitions[(TOPIC, 1)].processed == 3
 
 
 @pytest.mark.parametrize("event_lines", [0, 20])
 def test_records_of_a_revoked_partition_are_left_alone(event_lines):
     msgs = batch(2, [(0, ["valid", "valid"]), (2, ["valid", "poison"])])
-    state, router, tracker = consumer(0.0, event_lines)
-    state.forget({(TOPIC, 2)})
+    main_consumer, router, tracker = consumer(0.0, event_lines)
+    main_consumer.state.forget({(TOPIC, 2)})
     tracker.forget({(TOPIC, 2)})
-    state.handle_batch(msgs)
-    assert router.sent == [] and state.processed_here == 2 and tracker.position((TOPIC, 2)) is None
+    main_consumer.handle_batch(msgs)
+    assert router.sent == [] and main_consumer.state.processed_here == 2 and tracker.position((TOPIC, 2)) is None

@@ -12,7 +12,7 @@ from confluent_kafka import Message, Producer
 
 from bench.pipeline_runs import children_of
 from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args
-from pipeline.checkpointed import PRODUCER_ENFORCED
+from pipeline.wiring import PRODUCER_ENFORCED
 from pipeline.errors import FatalKafkaError, PipelineError
 from pipeline.headers import (
     DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, source_of,
@@ -126,7 +126,7 @@ def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path
     code = (
         "import signal, sys\n"
         "from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args\n"
-        "from pipeline.checkpointed import PRODUCER_ENFORCED\n"
+        "from pipeline.wiring import PRODUCER_ENFORCED\n"
         "from pipeline.routing_worker import RoutingWorker\n"
         "worker = RoutingWorker(parse_args(sys.argv[2:]), PRODUCER_DEFAULTS, PRODUCER_ENFORCED, lambda s, c: None)\n"
         "open(sys.argv[1], 'w').write(str(worker.pid))\n"
