@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import limits
+from bench.formats_compare import compare_formats
 from bench.pipeline_runs import (
     Script, Topics, drain_rate, produce_retry_records, rate_from_timestamps, read_json_quietly, redrive_lateness, start,
     timestamps, wait_handled,
@@ -36,7 +37,7 @@ from pipeline.clients import RETRY_TOPIC_CONFIG
 from pipeline.logs import setup_logging
 
 log = logging.getLogger("bench")
-PARTITIONS = 3
+PARTITIONS = limits.PARTITIONS
 TOOK_OVER = re.compile(r"Took over \d+ partition\(s\) in ([0-9.]+) s")
 HANDLED = ("processed", "retried", "dead_lettered")
 
@@ -54,6 +55,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--rss-orders", type=int, default=1_000_000, help="orders of the memory run; 0 skips it %(default)s")
     parser.add_argument("--rss-rate", type=int, default=20_000,
                         help="orders/s of the memory run: a steady load the pipeline keeps up with %(default)s")
+    parser.add_argument("--formats", action="store_true",
+                        help="compare Avro, JSON and Protobuf instead: size, codec time, throughput against each "
+                        "format's own limits")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw throughput and latency (needs matplotlib)")
     return parser.parse_args(argv)
@@ -121,9 +125,10 @@ class Bench:
         log.info("encode limit: %.0f orders/s", rate)
         return rate
 
-    def producer(self, count: int) -> float:
+    def producer(self, count: int, fmt: str = "avro") -> float:
         topics = self.topics("producer")
-        script = start("producer.producer", self.bootstrap, topics, "--rate", "0", "--count", str(count), log_dir=self.workdir)
+        script = start("producer.producer", self.bootstrap, topics, "--rate", "0", "--count", str(count),
+                       "--format", fmt, log_dir=self.workdir)
         deadline = time.monotonic() + 600
         while script.process.poll() is None and time.monotonic() < deadline:
             self.note_peak(script)
@@ -132,12 +137,13 @@ class Bench:
         log.info("our producer: %.0f orders/s", rate)
         return rate
 
-    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float, guarantee: str = "auto") -> float:
+    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float, guarantee: str = "auto",
+                      fmt: str = "avro") -> float:
         topics = self.topics(f"main{int(fail_rate * 100)}")
         limits.produce_all(self.bootstrap, topics.orders, records)
         summary = self.workdir / f"{topics.orders}.json"
         script = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", str(fail_rate),
-                       "--guarantee", guarantee, "--summary-file", str(summary), log_dir=self.workdir)
+                       "--guarantee", guarantee, "--format", fmt, "--summary-file", str(summary), log_dir=self.workdir)
         try:
             rate = drain_rate(summary, len(records), HANDLED)
             self.note_peak(script)
@@ -305,6 +311,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging("INFO")
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        if args.formats:
+            return compare_formats(Bench(args.bootstrap_servers, args, Path(workdir)), args)
         return run(args.bootstrap_servers, args, Path(workdir))
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from avro_utils import avro_deserialize, avro_serialize
+from formats import AVRO, Codec
 from producer.orders import random_order
 
 FAST_PRODUCER = {"linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 100_000,
@@ -25,14 +25,16 @@ FAST_CONSUMER = {"fetch.max.bytes": 104_857_600, "max.partition.fetch.bytes": 10
                  "queued.max.messages.kbytes": 1_048_576, "fetch.wait.max.ms": 100, "fetch.queue.backoff.ms": 10}
 
 
+PARTITIONS = 3  # of every topic the benchmark creates
+
 # Rates are timed in steady state, from this share of the records on, the limits' and our scripts' alike.
 STEADY_FROM = 0.1
 
 
-def encoded_orders(count: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+def encoded_orders(count: int, seed: int = 1, codec: Codec = AVRO) -> list[tuple[bytes, bytes]]:
     rng = random.Random(seed)
     orders = (random_order(rng) for _ in range(count))
-    return [(order["orderId"].encode(), avro_serialize(order)) for order in orders]
+    return [(order["orderId"].encode(), codec.encode(order)) for order in orders]
 
 
 def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], settings: dict | None = None) -> float:
@@ -51,14 +53,14 @@ def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], 
     return len(records) / (time.perf_counter() - started)
 
 
-def encode_limit(bootstrap: str, topic: str, count: int) -> float:
-    """Generate + avro_serialize + produce, as fast as the client goes."""
+def encode_limit(bootstrap: str, topic: str, count: int, codec: Codec = AVRO) -> float:
+    """Generate + encode + produce, as fast as the client goes."""
     rng = random.Random(2)
     producer = Producer({"bootstrap.servers": bootstrap, **FAST_PRODUCER})
     started = time.perf_counter()
     for _ in range(count):
         order = random_order(rng)
-        value = avro_serialize(order)
+        value = codec.encode(order)
         while True:
             try:
                 producer.produce(topic, value, order["orderId"].encode())
@@ -98,5 +100,5 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int, setting
         consumer.close()
 
 
-def decode_limit(bootstrap: str, topic: str, partitions: int, count: int, settings: dict) -> float:
-    return consume_all(bootstrap, topic, partitions, count, settings, avro_deserialize)
+def decode_limit(bootstrap: str, topic: str, partitions: int, count: int, settings: dict, codec: Codec = AVRO) -> float:
+    return consume_all(bootstrap, topic, partitions, count, settings, codec.decode)

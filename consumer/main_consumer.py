@@ -29,6 +29,7 @@ from confluent_kafka import KafkaError, Message
 
 from consumer.average_state import AverageState, PartitionStats, fmt, observe_batch, write_summary
 from consumer.processing import RETRY, Verdict, attempt_of, evaluate
+from formats import CODECS, add_format_arg
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.wiring import wire
@@ -84,6 +85,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
+    add_format_arg(parser)
     add_guarantee_args(parser)
     metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
@@ -99,6 +101,7 @@ class MainConsumer:
         self.tracker = tracker
         self.state = state or AverageState(args)
         self.simulator = FailureSimulator(args.fail_rate, args.fail_product, args.seed)
+        self.codec = CODECS[args.message_format]
         self.backoff = BackoffPolicy(args.backoff_base, args.backoff_factor, args.backoff_max, args.backoff_jitter)
         self.events = EventLog(log, self.state.summary_line)
 
@@ -123,7 +126,7 @@ class MainConsumer:
                 if routed_before and last_offset in routed_before:
                     self._routed_before_restart(msg, partition, routed_before.pop(last_offset))
                     continue
-                outcome = evaluate(msg.value(), msg.headers(), self.simulator)
+                outcome = evaluate(msg.value(), msg.headers(), self.simulator, self.codec)
                 if type(outcome) is dict:  # processed: the order itself
                     count += 1
                     total += outcome["price"]
@@ -220,9 +223,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     main_consumer = MainConsumer(args, router, checkpointed.tracker, state)
     checkpointed.subscribe([args.orders_topic, args.redrive_topic], state)
     log.info(
-        "Consuming %s and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",
-        args.orders_topic, args.redrive_topic, args.group_id, args.fail_rate, args.fail_product or "none",
-        args.stats_topic, wiring.guarantee,
+        "Consuming %s (%s) and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",
+        args.orders_topic, args.message_format, args.redrive_topic, args.group_id, args.fail_rate,
+        args.fail_product or "none", args.stats_topic, wiring.guarantee,
     )
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence, Union
 
-from avro_utils import AvroDecodeError, avro_deserialize
+from formats import AVRO, Codec
+from formats.framing import schema_id
 from pipeline.errors import ValidationError
 from pipeline.failures import FailureSimulator
-from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, Failure, HeaderValue, get_retry_count
+from pipeline.headers import REASON_FRAMED, REASON_INVALID, REASON_UNDECODABLE, Failure, HeaderValue, get_retry_count
 from pipeline.validation import Order, is_valid_order, validate_order
 
 RETRY = "retry"
@@ -37,20 +38,31 @@ def process_order(order: Order, attempt: int, simulator: FailureSimulator) -> No
         simulator.check(order["orderId"], order["product"], attempt)
 
 
+def undecodable(value: Optional[bytes], exc: Exception) -> tuple[Failure, str]:
+    """Why a value did not decode, and its DLQ reason; a Schema Registry framing is named, with its schema id."""
+    framed = schema_id(value)
+    if framed is None:
+        return Failure.from_exception("decode", exc, f"could not decode: {exc}"), REASON_UNDECODABLE
+    reason = f"{REASON_FRAMED} (schema id {framed})"
+    why = f"{reason}: the value is in the Confluent wire format; a Schema Registry deserializer reads it"
+    return Failure.from_exception("decode", exc, why), reason
+
+
 def attempt_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> int:
     """1 for a first attempt (most records carry no headers), else the retry count + 1."""
     return get_retry_count(headers) + 1 if headers else 1
 
 
 def evaluate(
-    value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator
+    value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator,
+    codec: Codec = AVRO,
 ) -> Union[Order, Verdict]:
     """decode -> validate -> process: the order if it was processed, else the Verdict that routes it."""
     try:
-        record = avro_deserialize(value)  # type: ignore[arg-type]
-    except AvroDecodeError as exc:
-        failure = Failure.from_exception("decode", exc, f"could not decode: {exc}")
-        return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, REASON_UNDECODABLE)
+        record = codec.decode(value)
+    except codec.decode_error as exc:
+        failure, reason = undecodable(value, exc)
+        return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, reason)
     if not is_valid_order(record):  # the cheap check; the exception below only says why
         try:
             validate_order(record)

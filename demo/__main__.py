@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from demo.processes import ProcessGroup
+from formats import add_format_arg
 from devbroker import ENGINES, BrokerError, DevBroker, broker_answers, dev_broker
 from pipeline.config import DEFAULT_BOOTSTRAP, env, probability
 from pipeline.logs import setup_logging
@@ -40,6 +41,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--fail-rate", type=probability, default=0.1,
                         help="chance that a processing attempt fails, simulated (the main consumer's default is 0) %(default)s")
     parser.add_argument("--fail-product", default="Item3", help="product that always fails %(default)s")
+    add_format_arg(parser)
     parser.add_argument(
         "--metrics-port", type=first_port, default=env("DEMO_METRICS_PORT", "9101"),
         help="first of four Prometheus ports: producer, main, retry, dlq (env DEMO_METRICS_PORT) %(default)s; 0 = off",
@@ -108,6 +110,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         ("main", "consumer.main_consumer", ["--fail-rate", str(args.fail_rate), "--fail-product", args.fail_product,
                                             "--summary-file", str(summary_file)]),
         ("producer", "producer.producer", ["--rate", str(args.rate), "--invalid-rate", str(args.invalid_rate)]),
+    ]
+    scripts = [
+        (name, module, [*extra, "--format", args.message_format]) for name, module, extra in scripts
     ]
     metrics_ports = {"producer": 0, "main": 1, "retry": 2, "dlq": 3}
     group = ProcessGroup()

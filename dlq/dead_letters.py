@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 
-from avro_utils import AvroDecodeError, avro_deserialize
+from formats import AVRO, Codec
 from pipeline.headers import (
-    DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REASON_EXHAUSTED, REASON_INVALID, REASON_TOO_LARGE,
+    DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, REASON_EXHAUSTED, REASON_FRAMED, REASON_INVALID,
+    REASON_TOO_LARGE,
     REASON_UNDECODABLE, REPLAYED_AT, VALUE_OMITTED, HeaderValue,
     get_retry_count, header_int, header_text, origin_of,
 )
@@ -55,10 +56,10 @@ def show_key(key: Optional[bytes]) -> str:
     return text if len(text) <= _MAX_KEY_CHARS else text[:_MAX_KEY_CHARS] + "…"
 
 
-def show_order(value: Optional[bytes]) -> str:
+def show_order(value: Optional[bytes], codec: Codec = AVRO) -> str:
     try:
-        order = avro_deserialize(value)  # type: ignore[arg-type]
-    except AvroDecodeError:
+        order = codec.decode(value)
+    except codec.decode_error:
         return UNDECODABLE if value is not None else f"{UNDECODABLE} (null value)"
     return f"order {order['orderId']!r} {order['product']!r} price={order['price']:.6g}"
 
@@ -70,6 +71,7 @@ def describe_dead_letter(
     key: Optional[bytes],
     value: Optional[bytes],
     headers: Optional[Sequence[tuple[str, HeaderValue]]],
+    codec: Codec = AVRO,
 ) -> DeadLetter:
     origin = origin_of(headers)
     replayed = header_int(headers, REPLAYED_AT)
@@ -79,7 +81,7 @@ def describe_dead_letter(
     return DeadLetter(
         location=f"{topic}[{partition}]@{offset}",
         key=show_key(key),
-        order=show_order(value),
+        order=show_order(value, codec),
         reason=reason,
         error=header_text(headers, ERROR) or "?",
         stage=header_text(headers, ERROR_STAGE) or "?",
@@ -90,12 +92,14 @@ def describe_dead_letter(
     )
 
 
-KNOWN_REASONS = (REASON_UNDECODABLE, REASON_INVALID, REASON_EXHAUSTED, REASON_TOO_LARGE)
+KNOWN_REASONS = (REASON_UNDECODABLE, REASON_INVALID, REASON_EXHAUSTED, REASON_TOO_LARGE, REASON_FRAMED)
 
 
 def dlq_reason(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> str:
     """The DLQ reason as a metric label: one of ours, else "other" (labels must stay few)."""
     reason = header_text(headers, DLQ_REASON)
+    if reason is not None and reason.startswith(REASON_FRAMED):
+        return REASON_FRAMED  # the schema id stays out of the label
     return reason if reason in KNOWN_REASONS else "other"
 
 

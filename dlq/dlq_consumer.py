@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 from dlq.dead_letters import (
     ReplaySelection, already_replayed, describe_dead_letter, dlq_reason, not_replayable, replayed_since,
 )
+from formats import CODECS, Codec, add_format_arg
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
@@ -56,6 +57,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     selection.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
     selection.add_argument("--again", action="store_true",
                            help="replay dead letters that were replayed before (by default each is replayed once)")
+    add_format_arg(parser)
     add_connection_args(parser)
     metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
@@ -94,9 +96,9 @@ class Pacer:
         self._next = max(self._next, time.monotonic()) + self.interval_s
 
 
-def show(msg: Message) -> str:
+def show(msg: Message, codec: Codec) -> str:
     return describe_dead_letter(
-        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers()
+        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers(), codec
     ).line()
 
 
@@ -122,7 +124,7 @@ def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", msg.error().str())
                 continue
-            log.warning("%s", show(msg))
+            log.warning("%s", show(msg, CODECS[args.message_format]))
             shown += 1
             metrics.DEAD_LETTERS_SHOWN.labels(reason=dlq_reason(msg.headers())).inc()
             consumer.store_offsets(message=msg)
@@ -194,7 +196,7 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 repeated += 1
                 continue
             selected += 1
-            log.info("%s: %s", verb, show(msg))
+            log.info("%s: %s", verb, show(msg, CODECS[args.message_format]))
             if producer is not None:
                 pacer.wait(producer)
                 headers = replay_headers(msg.headers(), now_ms(), dead_letter)

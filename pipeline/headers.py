@@ -38,6 +38,7 @@ REASON_UNDECODABLE = "undecodable"
 REASON_INVALID = "invalid order"
 REASON_EXHAUSTED = "retries exhausted"
 REASON_TOO_LARGE = "too large to copy"
+REASON_FRAMED = "schema-registry framed"  # followed by "(schema id N)"
 
 MANAGED = frozenset(
     {

@@ -7,7 +7,7 @@ import struct
 import uuid
 from typing import Any, NamedTuple
 
-from avro_utils import AvroDecodeError, avro_deserialize, avro_serialize
+from formats import AVRO, JSON, Codec
 
 PRODUCTS = tuple(f"Item{n}" for n in range(1, 6))
 POISON_KINDS = ("random-bytes", "truncated", "trailing-bytes", "negative-price", "nan-price", "empty-orderId")
@@ -32,33 +32,35 @@ class Poison(NamedTuple):
     value: bytes
 
 
-def poison_record(rng: random.Random) -> Poison:
+def poison_record(rng: random.Random, codec: Codec = AVRO) -> Poison:
     """One record that the main consumer must dead-letter: undecodable, or decodable but invalid."""
     kind = rng.choice(POISON_KINDS)
     order = random_order(rng)
     key = order["orderId"].encode()
     if kind == "random-bytes":
-        value = _undecodable_bytes(rng)
+        value = _undecodable_bytes(rng, codec)
     elif kind == "truncated":
-        value = avro_serialize(order)[:-2]
+        value = codec.encode(order)[:-2]
     elif kind == "trailing-bytes":
-        value = avro_serialize(order) + b"\x00junk"
+        value = codec.encode(order) + b"\x00junk"
     elif kind == "negative-price":
-        value = avro_serialize({**order, "price": -order["price"]})
+        value = codec.encode({**order, "price": -order["price"]})
+    elif kind == "nan-price" and codec is JSON:  # JSON has no NaN: written as JavaScript would, so it cannot parse
+        value = codec.encode(order).replace(b'"price":' + str(order["price"]).encode(), b'"price":NaN')
     elif kind == "nan-price":
-        value = avro_serialize({**order, "price": float("nan")})
+        value = codec.encode({**order, "price": float("nan")})
     else:
-        value = avro_serialize({**order, "orderId": ""})
+        value = codec.encode({**order, "orderId": ""})
     return Poison(kind, key, value)
 
 
-def _undecodable_bytes(rng: random.Random) -> bytes:
+def _undecodable_bytes(rng: random.Random, codec: Codec) -> bytes:
     """Random bytes, drawn again in the rare case they happen to decode as an order."""
     while True:
         value = rng.randbytes(rng.randint(1, 64))
         try:
-            avro_deserialize(value)
-        except AvroDecodeError:
+            codec.decode(value)
+        except codec.decode_error:
             return value
 
 

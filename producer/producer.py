@@ -17,7 +17,7 @@ from typing import Optional
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from avro_utils import AvroDecodeError, avro_deserialize, avro_serialize
+from formats import AVRO, CODECS, Codec, add_format_arg
 from pipeline import metrics
 from pipeline.cli import run
 from pipeline.clients import Clients, ensure_topics
@@ -51,6 +51,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         "(env PRODUCER_INVALID_RATE) %(default)s",
     )
     parser.add_argument("--client-id", default=env("PRODUCER_CLIENT_ID", "orders-producer"), help="%(default)s")
+    add_format_arg(parser)
     add_connection_args(parser)
     metrics.add_metrics_args(parser)
     args = parser.parse_args(argv)
@@ -89,10 +90,11 @@ class DeliveryReports:
     was sent, less what failed, less what is still queued (:meth:`OrderProducer.settle`).
     """
 
-    def __init__(self, stats: DeliveryStats, events: EventLog, every_record: bool) -> None:
+    def __init__(self, stats: DeliveryStats, events: EventLog, every_record: bool, codec: Codec = AVRO) -> None:
         self.stats = stats
         self.events = events
         self.every_record = every_record
+        self.codec = codec
 
     def client_settings(self) -> dict[str, object]:
         """Enforced on the producer: the accounting depends on them."""
@@ -101,11 +103,11 @@ class DeliveryReports:
     def report(self, err: Optional[KafkaError], msg: Message) -> None:
         if err is not None:
             self.stats.failed += 1
-            log.error("Delivery failed for %s: %s", describe(msg.key(), msg.value()), err.str())
+            log.error("Delivery failed for %s: %s", describe(msg.key(), msg.value(), self.codec), err.str())
             return
         self.stats.delivered += 1
         if self.events.wants_line():
-            self.events.line("Produced %s -> %s[%d]@%s", describe(msg.key(), msg.value()), msg.topic(), msg.partition(),
+            self.events.line("Produced %s -> %s[%d]@%s", describe(msg.key(), msg.value(), self.codec), msg.topic(), msg.partition(),
                              msg.offset())
 
 
@@ -119,6 +121,7 @@ class OrderProducer:
         self.topic = topic
         self.reports = reports
         self.stats = reports.stats
+        self.codec = reports.codec
 
     def settle(self) -> None:
         """Bring ``stats.delivered`` up to date when successes are not reported one by one.
@@ -137,15 +140,15 @@ class OrderProducer:
         At full speed the loop calls this for bursts of POLL_EVERY records: the
         per-record path is generate, encode, produce, and nothing else.
         """
-        produce, topic = self.producer.produce, self.topic
+        produce, topic, encode = self.producer.produce, self.topic, self.codec.encode
         for _ in range(count):
             if invalid_rate and rng.random() < invalid_rate:
-                poison = poison_record(rng)
+                poison = poison_record(rng, self.codec)
                 key, value = poison.key, poison.value
                 self.stats.poison += 1
             else:
                 order = random_order(rng)
-                key, value = order["orderId"].encode(), avro_serialize(order)
+                key, value = order["orderId"].encode(), encode(order)
             try:
                 produce(topic, value, key)
             except BufferError:
@@ -156,11 +159,11 @@ class OrderProducer:
             self.reports.events.count_unlogged(count)
 
 
-def describe(key: Optional[bytes], value: Optional[bytes]) -> str:
+def describe(key: Optional[bytes], value: Optional[bytes], codec: Codec) -> str:
     """A delivered record as a person reads it; only called when a line is written."""
     try:
-        order = avro_deserialize(value)  # type: ignore[arg-type]
-    except AvroDecodeError:
+        order = codec.decode(value)
+    except codec.decode_error:
         return f"poison record key={(key or b'').decode('utf-8', 'replace')}"
     return f"order {order['orderId']} | {order['product']} | price={order['price']:.2f}"
 
@@ -183,7 +186,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     events = EventLog(log, summarize)
     rng = random.Random()
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
-    reports = DeliveryReports(stats, events, every_record=0 < args.rate <= events.max_lines_per_second)
+    reports = DeliveryReports(stats, events, every_record=0 < args.rate <= events.max_lines_per_second,
+                              codec=CODECS[args.message_format])
     producer = clients.producer(PRODUCER_DEFAULTS, {**PRODUCER_ENFORCED, **reports.client_settings()}, warm_up=[args.orders_topic])
     sender = OrderProducer(producer, args.orders_topic, reports)
     log.info(

@@ -22,7 +22,7 @@ def test_every_link_resolves_and_every_named_function_is_there(page: Path):
     for text, target in links(page):
         path = (page.parent / target).resolve()
         assert path.exists(), f"{page.name}: {target} does not exist"
-        named = re.fullmatch(r"`(?:(\w+)\.)?(\w+)(\(\))?`", text)
+        named = re.fullmatch(r"`(?:([A-Z]\w*)\.)?(\w+)(\(\))?`", text)  # `function()`, `Class`, `Class.method()`
         if named and path.suffix == ".py":
             owner, name, called = named.groups()
             source = path.read_text()

@@ -78,7 +78,7 @@ def test_evaluate_routes_by_failure_kind():
     assert type(processed) is dict and processed["orderId"] == GOOD["orderId"]  # the order itself, nothing built
     retried = evaluate(avro_serialize({**GOOD, "product": "Item3"}), [(RETRY_COUNT, b"2")], simulator)
     assert retried.route == RETRY and retried.attempt == 3 and retried.failure.stage == "process"
-    undecodable = evaluate(b"\x00garbage", None, simulator)
+    undecodable = evaluate(b"\x01garbage", None, simulator)
     assert undecodable.route == DEAD_LETTER and undecodable.dlq_reason == REASON_UNDECODABLE
     assert undecodable.failure.stage == "decode" and undecodable.failure.error_class == "AvroDecodeError"
     tombstone = evaluate(None, None, simulator)
