@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from pipeline.checkpointed import CheckpointedConsumer
 from pipeline.checkpoints import CheckpointStore
@@ -30,7 +30,6 @@ class Wiring:
     """The clients of a checkpointed consumer script, built in ``main()``."""
 
     clients: Clients
-    producer: Producer
     consumer: Consumer
     checkpointed: CheckpointedConsumer
     router: Union[Router, RoutingWorker]
@@ -98,4 +97,4 @@ def wire(
                         transaction_max_bytes=max_message_bytes(clients.admin(), target_topics) if transactional else None)
     if transactions is not None:
         transactions.on_renewed += [checkpointed.use_producer, router.use_producer]
-    return Wiring(clients, producer, consumer, checkpointed, router, f"{guarantee} ({why})")
+    return Wiring(clients, consumer, checkpointed, router, f"{guarantee} ({why})")
