@@ -30,6 +30,7 @@ from confluent_kafka import KafkaError, Message
 from consumer.average_state import AverageState, PartitionStats, fmt, observe_batch, write_summary
 from consumer.processing import RETRY, Verdict, attempt_of, evaluate
 from formats import CODECS, add_format_arg
+from formats.registry import registry_decoder
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.wiring import wire
@@ -86,6 +87,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_connection_args(parser)
     add_stats_topic_arg(parser)
     add_format_arg(parser)
+    parser.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL", "") or None, metavar="URL",
+                        help="decode Schema-Registry-framed values through this registry (env SCHEMA_REGISTRY_URL; "
+                        "needs requirements-registry.txt); without it they are dead-lettered with their schema id")
     add_guarantee_args(parser)
     metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
@@ -102,6 +106,7 @@ class MainConsumer:
         self.state = state or AverageState(args)
         self.simulator = FailureSimulator(args.fail_rate, args.fail_product, args.seed)
         self.codec = CODECS[args.message_format]
+        self.framed = registry_decoder(args.schema_registry_url, self.codec, args.orders_topic)
         self.backoff = BackoffPolicy(args.backoff_base, args.backoff_factor, args.backoff_max, args.backoff_jitter)
         self.events = EventLog(log, self.state.summary_line)
 
@@ -126,7 +131,7 @@ class MainConsumer:
                 if routed_before and last_offset in routed_before:
                     self._routed_before_restart(msg, partition, routed_before.pop(last_offset))
                     continue
-                outcome = evaluate(msg.value(), msg.headers(), self.simulator, self.codec)
+                outcome = evaluate(msg.value(), msg.headers(), self.simulator, self.codec, self.framed)
                 if type(outcome) is dict:  # processed: the order itself
                     count += 1
                     total += outcome["price"]

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 
 from formats import AVRO, Codec
 from formats.framing import schema_id
+from formats.registry import FramedDecoder, RegistryDecodeError
 from pipeline.errors import ValidationError
 from pipeline.failures import FailureSimulator
 from pipeline.headers import REASON_FRAMED, REASON_INVALID, REASON_UNDECODABLE, Failure, HeaderValue, get_retry_count
@@ -55,14 +56,25 @@ def attempt_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> int:
 
 def evaluate(
     value: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]], simulator: FailureSimulator,
-    codec: Codec = AVRO,
+    codec: Codec = AVRO, framed: Optional[FramedDecoder] = None,
 ) -> Union[Order, Verdict]:
-    """decode -> validate -> process: the order if it was processed, else the Verdict that routes it."""
+    """decode -> validate -> process: the order if it was processed, else the Verdict that routes it.
+
+    ``framed``: decodes Schema-Registry-framed values through the registry (see :mod:`formats.registry`).
+    """
     try:
         record = codec.decode(value)
     except codec.decode_error as exc:
-        failure, reason = undecodable(value, exc)
-        return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, reason)
+        error: Exception = exc
+        record = None
+        if framed is not None and schema_id(value) is not None:
+            try:
+                record = framed(value)  # type: ignore[arg-type]
+            except RegistryDecodeError as registry_error:
+                error = registry_error
+        if record is None:
+            failure, reason = undecodable(value, error)
+            return Verdict(DEAD_LETTER, attempt_of(headers), failure, None, reason)
     if not is_valid_order(record):  # the cheap check; the exception below only says why
         try:
             validate_order(record)
