@@ -237,7 +237,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     last_summary = time.monotonic()
     try:
         while not stop.requested:
-            msgs = next_batch(consumer, args.batch_size, 0.5)                   # poll
+            msgs = next_batch(consumer, args.batch_size, 0 if checkpointed.throttled else 0.5)  # poll
             started = time.monotonic()
             main_consumer.handle_batch(msgs)                                    # decode, validate, process, route
             observe_batch(msgs, started)

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
 # Copies not yet acknowledged before the sources pause: bounds the memory they hold.
 MAX_IN_FLIGHT = 20_000
+THROTTLE_WAIT_S = 0.05
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
 RAISE_BASES_INTERVAL_S = 30.0
@@ -73,7 +74,7 @@ class CheckpointedConsumer:
         self._bases: dict[Partition, dict[Partition, int]] = {}
         self._saved: dict[Partition, Checkpoint] = {}
         self._last_checkpoint = self._bases_raised = self._known_refreshed = time.monotonic()
-        self._throttled = False
+        self.throttled = False
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
@@ -281,8 +282,10 @@ class CheckpointedConsumer:
 
     def throttle(self, held: Optional[set[Partition]] = None) -> None:
         """Pause every owned partition while more than MAX_IN_FLIGHT copies wait for acknowledgement (a slow
-        or absent broker); resume once half of them are done. The loop goes on polling meanwhile, so the
-        member stays in its group, where a blocking wait would outlast ``max.poll.interval.ms``.
+        or absent broker, a busy routing worker), waiting for acknowledgements a moment on each loop; resume
+        once half of them are done. The loop goes on polling meanwhile (with no timeout while
+        :attr:`throttled`), so the member stays in its group, where a blocking wait would outlast
+        ``max.poll.interval.ms``.
 
         ``held``: partitions the role paused for its own reasons, left paused.
         """
@@ -290,13 +293,14 @@ class CheckpointedConsumer:
         owned = [TopicPartition(topic, partition) for topic, partition in self._bases]
         if in_flight > MAX_IN_FLIGHT:
             self.consumer.pause(owned)  # again on each loop: partitions assigned meanwhile too
-            if not self._throttled:
-                log.warning("Paused consumption: %d copies wait for the broker's acknowledgement", in_flight)
-            self._throttled = True
-        elif self._throttled and in_flight <= MAX_IN_FLIGHT // 2:
+            if not self.throttled:
+                log.debug("Paused consumption: %d copies wait for acknowledgement", in_flight)
+            self.throttled = True
+            self.copies.poll(THROTTLE_WAIT_S)
+        elif self.throttled and in_flight <= MAX_IN_FLIGHT // 2:
             self.consumer.resume([tp for tp in owned if (tp.topic, tp.partition) not in (held or set())])
-            self._throttled = False
-            log.info("Resumed consumption: %d copies in flight", in_flight)
+            self.throttled = False
+            log.debug("Resumed consumption: %d copies in flight", in_flight)
 
     def refresh_known(self) -> None:
         """Every few seconds, the latest checkpoints of every partition: figures that claim the whole group

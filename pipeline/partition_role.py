@@ -19,6 +19,9 @@ class Copier(Protocol):
     def flush(self, timeout: float) -> int:
         """Wait until every copy is acknowledged; return how many are not."""
 
+    def poll(self, timeout: float) -> int:
+        """Serve acknowledgements, waiting up to ``timeout`` for the first."""
+
 
 class PartitionRole(Protocol):
     """What a consumer keeps per partition, and how it turns into a checkpoint and back."""

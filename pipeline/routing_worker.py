@@ -118,6 +118,14 @@ class RoutingWorker:
         while self._replies.poll():
             self._receive()
 
+    def poll(self, timeout_s: float) -> int:
+        """Hand copies over and take acknowledgements, waiting up to ``timeout_s`` for the first; how many came."""
+        before = self._acknowledged
+        self._hand_over()
+        if self._replies.poll(timeout_s):
+            self.serve()
+        return self._acknowledged - before
+
     def flush(self, timeout_s: float) -> int:
         """Wait until every copy is acknowledged; return how many are not (0: all are)."""
         self._hand_over()

@@ -212,7 +212,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.info("Scheduling retries from %s (max retries %d); %s", args.retry_topic, args.max_retries, wiring.guarantee)
     try:
         while not stop.requested:
-            for msg in next_batch(consumer, args.batch_size, state.poll_timeout_s()):
+            for msg in next_batch(consumer, args.batch_size, 0 if checkpointed.throttled else state.poll_timeout_s()):
                 error = msg.error()
                 if error is None:
                     state.handle(msg)
