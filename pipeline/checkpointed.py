@@ -39,6 +39,7 @@ CHECKPOINT_INTERVAL_S = 1.0
 # Copies not yet acknowledged before the sources pause: bounds the memory they hold.
 MAX_IN_FLIGHT = 20_000
 THROTTLE_WAIT_S = 0.05
+BRIEF_WAIT_S = 5.0
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
 RAISE_BASES_INTERVAL_S = 30.0
@@ -281,26 +282,31 @@ class CheckpointedConsumer:
             log.warning("Offset commit failed (%s); the checkpoint stands", exc)
 
     def throttle(self, held: Optional[set[Partition]] = None) -> None:
-        """Pause every owned partition while more than MAX_IN_FLIGHT copies wait for acknowledgement (a slow
-        or absent broker, a busy routing worker), waiting for acknowledgements a moment on each loop; resume
-        once half of them are done. The loop goes on polling meanwhile (with no timeout while
-        :attr:`throttled`), so the member stays in its group, where a blocking wait would outlast
-        ``max.poll.interval.ms``.
+        """Backpressure: while more than MAX_IN_FLIGHT copies wait for acknowledgement, consume no more.
 
+        A copier briefly behind (a busy routing worker) is waited for, up to
+        BRIEF_WAIT_S, far inside ``max.poll.interval.ms``. Longer (a slow or
+        absent broker), every owned partition is paused until half the copies
+        are done, and the loop goes on polling (with no timeout while
+        :attr:`throttled`), so the member stays in its group.
         ``held``: partitions the role paused for its own reasons, left paused.
         """
+        if len(self.copies) > MAX_IN_FLIGHT and not self.throttled:
+            deadline = time.monotonic() + BRIEF_WAIT_S
+            while len(self.copies) > MAX_IN_FLIGHT // 2 and time.monotonic() < deadline:
+                self.copies.poll(THROTTLE_WAIT_S)
         in_flight = len(self.copies)
         owned = [TopicPartition(topic, partition) for topic, partition in self._bases]
         if in_flight > MAX_IN_FLIGHT:
             self.consumer.pause(owned)  # again on each loop: partitions assigned meanwhile too
             if not self.throttled:
-                log.debug("Paused consumption: %d copies wait for acknowledgement", in_flight)
+                log.warning("Paused consumption: %d copies wait for acknowledgement", in_flight)
             self.throttled = True
             self.copies.poll(THROTTLE_WAIT_S)
         elif self.throttled and in_flight <= MAX_IN_FLIGHT // 2:
             self.consumer.resume([tp for tp in owned if (tp.topic, tp.partition) not in (held or set())])
             self.throttled = False
-            log.debug("Resumed consumption: %d copies in flight", in_flight)
+            log.info("Resumed consumption: %d copies in flight", in_flight)
 
     def refresh_known(self) -> None:
         """Every few seconds, the latest checkpoints of every partition: figures that claim the whole group
