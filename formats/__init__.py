@@ -33,8 +33,10 @@ PROTOBUF = Codec("protobuf", protobuf_serialize, protobuf_deserialize, ProtobufE
 CODECS = {codec.name: codec for codec in (AVRO, JSON, PROTOBUF)}
 
 
-def add_format_arg(parser: argparse.ArgumentParser) -> None:
+def add_format_arg(
+    parser: argparse.ArgumentParser, what: str = "encoding of the orders' values; producer and consumers must agree",
+) -> None:
     parser.add_argument(
         "--format", choices=sorted(CODECS), default=env("MESSAGE_FORMAT", "avro"), dest="message_format",
-        help="encoding of the orders' values; producer and consumers must agree (env MESSAGE_FORMAT) %(default)s",
+        help=f"{what} (env MESSAGE_FORMAT) %(default)s",
     )

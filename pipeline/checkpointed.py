@@ -213,7 +213,7 @@ class CheckpointedConsumer:
         if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
             return
         self._bases_raised = time.monotonic()
-        ends = listed_ends(self.consumer, list(self.ledger.targets() | {t for b in self._bases.values() for t in b}))
+        ends = listed_ends(self.consumer, list({target for base in self._bases.values() for target in base}))
         for base in self._bases.values():
             for target, end in ends.items():
                 base[target] = max(base.get(target, 0), end)
@@ -296,15 +296,15 @@ class CheckpointedConsumer:
             while len(self.copies) > MAX_IN_FLIGHT // 2 and time.monotonic() < deadline:
                 self.copies.poll(THROTTLE_WAIT_S)
         in_flight = len(self.copies)
-        owned = [TopicPartition(topic, partition) for topic, partition in self._bases]
         if in_flight > MAX_IN_FLIGHT:
-            self.consumer.pause(owned)  # again on each loop: partitions assigned meanwhile too
+            # Again on each loop: partitions assigned meanwhile too.
+            self.consumer.pause([TopicPartition(topic, partition) for topic, partition in self._bases])
             if not self.throttled:
                 log.warning("Paused consumption: %d copies wait for acknowledgement", in_flight)
             self.throttled = True
             self.copies.poll(THROTTLE_WAIT_S)
         elif self.throttled and in_flight <= MAX_IN_FLIGHT // 2:
-            self.consumer.resume([tp for tp in owned if (tp.topic, tp.partition) not in (held or set())])
+            self.consumer.resume([TopicPartition(*p) for p in self._bases if p not in (held or set())])
             self.throttled = False
             log.info("Resumed consumption: %d copies in flight", in_flight)
 
@@ -313,7 +313,7 @@ class CheckpointedConsumer:
         (summary file, average gauges) then show the other members' partitions at most that old."""
         if time.monotonic() - self._known_refreshed >= KNOWN_REFRESH_S:
             self._known_refreshed = time.monotonic()
-            self.known = {**self.store.load(), **{checkpoint_key(self.store.group, *p): c for p, c in self._saved.items()}}
+            self.known = self.store.load()  # owned partitions are reported live, not from here
 
     def checkpoint_if_due(self) -> None:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:

@@ -205,14 +205,11 @@ def ensure_stats_topic(
 def require_compacted(admin: AdminClient, topic: str) -> None:
     """Refuse a stats topic that is not compacted: retention would delete live checkpoints, and every
     take-over would read the topic's whole history."""
-    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
     try:
-        configs = future.result(15)
+        policy = topic_settings(admin, [topic], "cleanup.policy")[topic] or "delete"
     except KafkaException as exc:
         log.warning("Cannot check that %s is compacted (%s); make sure it is", topic, exc.args[0].str())
         return
-    entry = configs.get("cleanup.policy")
-    policy = entry.value if entry is not None and entry.value else "delete"
     if "compact" not in policy.split(","):
         raise ConfigError(
             f"the stats topic {topic} has cleanup.policy={policy}; checkpoints need a compacted topic "
@@ -222,11 +219,18 @@ def require_compacted(admin: AdminClient, topic: str) -> None:
 
 def max_message_bytes(admin: AdminClient, topics: list[str]) -> int:
     """The smallest ``max.message.bytes`` of ``topics``: the largest record batch the broker stores there."""
-    limits = []
-    for future in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]).values():
-        entry = future.result(15).get("max.message.bytes")
-        limits.append(int(entry.value) if entry is not None and entry.value else KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-    return min(limits)
+    limits = topic_settings(admin, topics, "max.message.bytes").values()
+    return min(int(limit) if limit else KAFKA_DEFAULT_MAX_MESSAGE_BYTES for limit in limits)
+
+
+def topic_settings(admin: AdminClient, topics: list[str], name: str) -> dict[str, Optional[str]]:
+    """One setting of each topic, as the broker describes it; None where it reports none."""
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    settings: dict[str, Optional[str]] = {}
+    for resource, future in admin.describe_configs(resources).items():
+        entry = future.result(15).get(name)
+        settings[resource.name] = entry.value if entry is not None and entry.value else None
+    return settings
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -95,10 +95,6 @@ class CopyLedger:
             result[target] = min(result[target], copy_offset)
         return result
 
-    def targets(self) -> set[Partition]:
-        """The target partitions this instance copied to."""
-        return set(self._last_copy)
-
     def forget(self, sources: Iterable[Partition]) -> None:
         for source in sources:
             self._beyond.pop(source, None)

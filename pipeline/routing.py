@@ -70,7 +70,7 @@ class Router:
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
         self.on_acked = on_acked
-        self.max_copy_bytes = transaction_max_bytes
+        self.transaction_max_bytes = transaction_max_bytes
 
     def serve(self) -> None:
         """Serve delivery reports (the RoutingWorker's counterpart hands copies over)."""
@@ -101,14 +101,15 @@ class Router:
 
     def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source) -> None:
         """Produce a copy whose headers already name its source."""
-        if self.max_copy_bytes is not None and record_bytes(key, value, headers) > self.max_copy_bytes:
-            self._send_stub(key, value, headers, source, f"over the topics' max.message.bytes {self.max_copy_bytes}")
+        limit = self.transaction_max_bytes
+        if limit is not None and record_bytes(key, value, headers) > limit:
+            self._send_stub(key, value, headers, source, f"over the topics' max.message.bytes {limit}")
             return
         report = partial(self._delivered, topic, key, value, headers, source)
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
-            if self.max_copy_bytes is not None and exc.args[0].code() not in _TOO_LARGE:
+            if self.transaction_max_bytes is not None and exc.args[0].code() not in _TOO_LARGE:
                 return  # the transaction failed already: its commit aborts it (or renews the producer) and rewinds
             if exc.args[0].code() not in _TOO_LARGE:
                 raise
@@ -134,7 +135,7 @@ class Router:
         if err is None:
             self.on_acked(source, (msg.topic(), msg.partition(), msg.offset()))
             return
-        if self.max_copy_bytes is not None:
+        if self.transaction_max_bytes is not None:
             log.debug("Copy of %s[%d]@%d not delivered (%s); its transaction aborts", *source, err.str())
             return
         if err.code() in _TOO_LARGE and value is not None:

@@ -20,7 +20,7 @@ from typing import Optional
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from formats import CODECS
+from formats import add_format_arg
 from pipeline import metrics
 from pipeline.backoff import BackoffPolicy
 from pipeline.cli import run
@@ -57,9 +57,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     add_backoff_args(parser)
     add_connection_args(parser)
     add_stats_topic_arg(parser)
-    parser.add_argument("--format", choices=sorted(CODECS), default=env("MESSAGE_FORMAT", "avro"), dest="message_format",
-                        help="encoding of the orders (env MESSAGE_FORMAT) %(default)s; the retry consumer never decodes "
-                        "them, it copies values byte for byte, so any format passes")
+    add_format_arg(parser, "encoding of the orders; the retry consumer never decodes them, it copies values byte "
+                   "for byte, so any format passes")
     add_guarantee_args(parser)
     metrics.add_metrics_args(parser)
     return parser.parse_args(argv)
