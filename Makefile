@@ -10,6 +10,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m demo
 
 test: $(VENV)/.installed
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # `make broker ENGINE=kafka` (or `make bench ENGINE=kafka`) for Apache Kafka: needs Java 17+ and Maven.

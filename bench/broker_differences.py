@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import ENGINES, dev_broker, free_port
-from pipeline.logs import setup_logging
+from runtime.logs import setup_logging
 
 log = logging.getLogger("bench")
 GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bench import limits
 from bench.report import Figure, ratio, table
 from devbroker import ENGINE_NAMES
-from formats import CODECS, Codec
+from domain.codecs import CODECS, Codec
 from producer.orders import random_order
 
 if TYPE_CHECKING:

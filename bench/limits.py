@@ -12,7 +12,7 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from formats import AVRO, Codec
+from domain.codecs import AVRO, Codec
 from producer.orders import random_order
 
 FAST_PRODUCER = {"linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 100_000,

@@ -4,8 +4,9 @@ The throughput runs of ``python -m bench`` say how fast; this says where the
 time goes, without the broker's share of the two cores: CPU time of this
 thread only (``time.thread_time``), best of ``--repeats``, on records built in
 memory (runs of 500 per partition, as a fetch returns them). At 10 %
-failures the copies go, as in the script, through the routing worker to a
-dev broker; the worker's own CPU time per copy is reported beside.
+failures the copies go to a dev broker, made in this thread (the script's
+default) or by the routing worker (``--routing-worker``), whose own CPU time
+per copy is reported beside.
 """
 
 from __future__ import annotations
@@ -21,14 +22,23 @@ from typing import Callable, Optional
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from app.settings import Retries, Topics
 from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
-from consumer.main_consumer import PRODUCER_DEFAULTS, MainConsumer, parse_args
+from consumer.main_consumer import PRODUCER_DEFAULTS, MainHandler
 from devbroker import TansuBroker, free_port
-from pipeline.wiring import PRODUCER_ENFORCED
-from pipeline.gc_tuning import tune_for_streaming
-from pipeline.offsets import OffsetTracker
-from pipeline.routing_worker import RoutingWorker
+from domain.average import RunningAverage
+from domain.backoff import BackoffPolicy
+from domain.codecs import AVRO
+from domain.failures import FailureSimulator
+from domain.headers import too_large_headers
+from runtime.clients import PRODUCER_ENFORCED, Clients
+from runtime.gc_tuning import tune_for_streaming
+from runtime.logs import EventLog
+from runtime.offsets import OffsetTracker
+from runtime.routing import Copies, Router
+from runtime.routing_worker import RoutingWorker, WorkerSpec
+from runtime.settings import KafkaSettings
 
 PARTITIONS = 3
 RUN = 500
@@ -44,17 +54,28 @@ def cpu_us_per_record(work: Callable[[], None], records: int, repeats: int) -> f
     return best / records * 1e6
 
 
-def consumer_state(fail_rate: float, bootstrap: str) -> tuple[MainConsumer, RoutingWorker]:
-    """A main consumer owning every partition from offset 0, routing through a worker of its own."""
-    args = parse_args(["--fail-rate", str(fail_rate), "--bootstrap-servers", bootstrap])
+def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[MainHandler, Copies]:
+    """A main consumer's handler owning every partition from offset 0, its copies made as asked."""
+    topics, kafka = Topics(), KafkaSettings(bootstrap)
     tracker = OffsetTracker()
-    router = RoutingWorker(args, PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
-                           lambda source, _copy: tracker.complete(source[:2], source[2]))
-    main_consumer = MainConsumer(args, router, tracker)
+
+    def acked(source: tuple[str, int, int], _copy: tuple[str, int, int]) -> None:
+        tracker.complete(source[:2], source[2])
+
+    copies: Copies
+    if in_worker:
+        spec = WorkerSpec(kafka, "bench", topics.dlq, too_large_headers, (topics.retry, topics.dlq),
+                          PRODUCER_DEFAULTS, PRODUCER_ENFORCED, "WARNING")
+        copies = RoutingWorker(spec, acked)
+    else:
+        producer = Clients(kafka, "bench").producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
+        copies = Router(producer, topics.dlq, too_large_headers, acked)
+    handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
+                          RunningAverage(), EventLog(logging.getLogger("bench"), lambda elapsed: ""))
     for partition in range(PARTITIONS):
-        tracker.start((args.orders_topic, partition), 0)
-        main_consumer.state.restore((args.orders_topic, partition), None, {})
-    return main_consumer, router
+        tracker.start((topics.orders, partition), 0)
+        handler.restore((topics.orders, partition), None, {})
+    return handler, copies
 
 
 def process_cpu_s(pid: int) -> float:
@@ -89,32 +110,34 @@ def main(argv: Optional[list[str]] = None) -> int:
         for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
             future.result(30)
         figures = {"decode-only loop": cpu_us_per_record(decode_only, len(msgs), args.repeats)}
-        for fail_rate in (0.0, 0.1):
-            main_consumer, router = consumer_state(fail_rate, broker.bootstrap_servers)
+        for name, fail_rate, in_worker in (("0% failures", 0.0, False), ("10% failures", 0.1, False),
+                                           ("10% failures, routing worker", 0.1, True)):
+            handler, copies = main_handler(fail_rate, broker.bootstrap_servers, in_worker)
 
             def drain() -> None:
-                worker_started = process_cpu_s(router.pid)
+                worker_started = process_cpu_s(copies.pid) if isinstance(copies, RoutingWorker) else 0.0
                 for batch in batches:
-                    main_consumer.handle_batch(batch)
-                    router.serve()
-                router.flush(30)
-                worker_us.append((process_cpu_s(router.pid) - worker_started) * 1e6)
+                    handler.handle(batch)
+                    copies.serve()
+                copies.flush(30)
+                if isinstance(copies, RoutingWorker):
+                    worker_us.append((process_cpu_s(copies.pid) - worker_started) * 1e6)
 
             try:
-                figures[f"main consumer, {fail_rate:.0%} failures"] = cpu_us_per_record(drain, len(msgs), args.repeats)
+                figures[f"main consumer, {name}"] = cpu_us_per_record(drain, len(msgs), args.repeats)
             finally:
-                router.close()
-        routed = main_consumer.state.owned_now().retried / args.repeats  # the 10 % run's copies, per pass
+                copies.close()
+        routed = handler.average.owned().retried / args.repeats  # the 10 % run's copies, per pass
     decode = figures["decode-only loop"]
     print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records:")
     print(f"  {'decode-only loop':<32} {decode:6.2f} us")
     for name, value in list(figures.items())[1:]:
         print(f"  {name:<32} {value:6.2f} us  ({value - decode:+.2f} us beside the decode-only loop)")
-    extra = figures["main consumer, 10% failures"] - figures["main consumer, 0% failures"]
-    print(f"  10 % failures, per routed copy   {extra * len(msgs) / routed:6.1f} us  ({routed:,.0f} copies; "
-          "the failure draw of every record included)")
-    print(f"  routing worker, per routed copy  {min(worker_us[args.repeats:]) / routed:6.1f} us  (its own process, "
-          "best of the 10 % runs)")
+    for name in ("10% failures", "10% failures, routing worker"):
+        extra = figures[f"main consumer, {name}"] - figures["main consumer, 0% failures"]
+        print(f"  {name}: per routed copy {extra * len(msgs) / routed:6.1f} us of this thread  ({routed:,.0f} copies; "
+              "the failure draw of every record included)")
+    print(f"  the routing worker's own process, per routed copy  {min(worker_us) / routed:6.1f} us  (best of its runs)")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Optional
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.limits import FAST_PRODUCER, STEADY_FROM
-from pipeline.headers import RETRY_COUNT, RETRY_DUE
+from domain.headers import RETRY_COUNT, RETRY_DUE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_PROPERTIES = ROOT / "dev.properties"

@@ -18,12 +18,14 @@ from typing import Optional
 
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeline.checkpoints import Checkpoint, CheckpointStore, partition_checkpoints
-from pipeline.cli import run
-from pipeline.clients import Clients
-from pipeline.config import ClientSettings, add_connection_args, add_stats_topic_arg, env
-from pipeline.errors import PipelineError
-from pipeline.logs import setup_logging
+from app import settings as flags
+from app.settings import env
+from domain.average import PartitionStats
+from runtime.checkpoints import Checkpoint, CheckpointStore, partition_checkpoints
+from runtime.cli import run
+from runtime.clients import PRODUCER_ENFORCED, Clients
+from runtime.errors import PipelineError
+from runtime.logs import setup_logging
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -32,8 +34,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object for tools and tests")
     parser.add_argument("--reset", action="store_true",
                         help="delete the group's checkpoints and committed offsets (refused while it has members)")
-    add_connection_args(parser)
-    add_stats_topic_arg(parser)
+    flags.add_connection_args(parser)
+    flags.add_stats_topic_arg(parser)
     args = parser.parse_args(argv)
     args.log_level = "WARNING" if args.log_level == "INFO" else args.log_level
     return args
@@ -42,41 +44,41 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def summarize(checkpoints: dict[str, Checkpoint], group: str, topics: list[str]) -> dict[str, object]:
     """The global figures and, per partition of the main consumer's topics (orders, re-drive), its checkpoint's."""
     partitions: dict[str, dict[str, object]] = {}
-    processed, total = 0, 0.0
+    whole = PartitionStats()
     for topic in topics:
         for partition, checkpoint in sorted(partition_checkpoints(checkpoints, group, topic).items()):
-            processed += checkpoint.processed
-            total += checkpoint.sum
+            stats = PartitionStats.of(checkpoint.state)
+            whole.add(stats)
             partitions[f"{topic}[{partition}]"] = {
-                "processed": checkpoint.processed,
-                "average": checkpoint.sum / checkpoint.processed if checkpoint.processed else None,
-                "retried": checkpoint.retried,
-                "dead_lettered": checkpoint.dead_lettered,
+                "processed": stats.processed,
+                "average": stats.average,
+                "retried": stats.retried,
+                "dead_lettered": stats.dead_lettered,
                 "next_offset": checkpoint.next_offset,
             }
-    return {"processed": processed, "average": total / processed if processed else None, "partitions": partitions}
+    return {"processed": whole.processed, "average": whole.average, "partitions": partitions}
 
 
-def reset(clients: Clients, args: argparse.Namespace, checkpoints: dict[str, Checkpoint]) -> int:
+def reset(clients: Clients, group_id: str, stats_topic: str, checkpoints: dict[str, Checkpoint]) -> int:
     """Tombstones for every checkpoint of the group, then its committed offsets deleted; never while it has members."""
     admin = clients.admin()
-    [described] = admin.describe_consumer_groups([args.group_id], request_timeout=30).values()
+    [described] = admin.describe_consumer_groups([group_id], request_timeout=30).values()
     members = described.result().members
     if members:
         hosts = ", ".join(sorted({member.host for member in members}))
-        raise PipelineError(f"group {args.group_id} has {len(members)} active member(s) ({hosts}); stop them first")
-    producer = clients.producer({}, {"enable.idempotence": True, "acks": "all"})
+        raise PipelineError(f"group {group_id} has {len(members)} active member(s) ({hosts}); stop them first")
+    producer = clients.producer({}, PRODUCER_ENFORCED)
     for key in checkpoints:
-        producer.produce(args.stats_topic, key=key.encode(), value=None)
+        producer.produce(stats_topic, key=key.encode(), value=None)
     if producer.flush(30):
         raise PipelineError("the tombstones were not acknowledged; nothing was reset for sure, run it again")
-    [deleted] = admin.delete_consumer_groups([args.group_id], request_timeout=30).values()
+    [deleted] = admin.delete_consumer_groups([group_id], request_timeout=30).values()
     try:
         deleted.result()
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
             raise
-    print(f"Reset group {args.group_id}: {len(checkpoints)} checkpoint(s) removed from {args.stats_topic}, "
+    print(f"Reset group {group_id}: {len(checkpoints)} checkpoint(s) removed from {stats_topic}, "
           "committed offsets deleted; its next member starts from the beginning")
     return 0
 
@@ -84,14 +86,14 @@ def reset(clients: Clients, args: argparse.Namespace, checkpoints: dict[str, Che
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    clients = Clients(ClientSettings(args), "orders-stats")
+    clients = Clients(flags.kafka_settings(args), "orders-stats")
     admin = clients.admin()
     if args.stats_topic not in admin.list_topics(timeout=30).topics:
         checkpoints: dict[str, Checkpoint] = {}
     else:
         checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
     if args.reset:
-        return reset(clients, args, checkpoints)
+        return reset(clients, args.group_id, args.stats_topic, checkpoints)
     result = summarize(checkpoints, args.group_id, [args.orders_topic, args.redrive_topic])
     if args.json:
         json.dump(result, sys.stdout)

@@ -17,14 +17,15 @@ from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.live import Live
 
+from app import settings as flags
+from app.settings import env
 from dashboard.collect import Collector, Snapshot
 from dashboard.render import as_json, lines, rich_view
-from pipeline.cli import run
-from pipeline.clients import Clients
-from pipeline.config import ClientSettings, add_connection_args, add_stats_topic_arg, env
-from pipeline.errors import PipelineError
-from pipeline.logs import setup_logging
-from pipeline.shutdown import StopFlag
+from runtime.cli import run
+from runtime.clients import Clients
+from runtime.errors import PipelineError
+from runtime.logs import setup_logging
+from runtime.shutdown import StopFlag
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -35,8 +36,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--main-group", default=env("MAIN_GROUP_ID", "orders-main"), help="%(default)s")
     parser.add_argument("--retry-group", default=env("RETRY_GROUP_ID", "orders-retry"), help="%(default)s")
     parser.add_argument("--dlq-group", default=env("DLQ_GROUP_ID", "orders-dlq"), help="%(default)s")
-    add_connection_args(parser)
-    add_stats_topic_arg(parser)
+    flags.add_connection_args(parser)
+    flags.add_stats_topic_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -47,22 +48,22 @@ def take(collector: Collector, previous: Optional[Snapshot]) -> Snapshot:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging("ERROR")  # the view itself reports the broker's state
-    clients = Clients(ClientSettings(args), "orders-dashboard")
+    clients = Clients(flags.kafka_settings(args), "orders-dashboard")
     topics = {"orders": args.orders_topic, "redrive": args.redrive_topic, "retry": args.retry_topic, "dlq": args.dlq_topic}
     groups = {"main": args.main_group, "retry": args.retry_group, "dlq": args.dlq_group}
     collector = Collector(clients, topics, groups, args.stats_topic)
     try:
         if args.once or args.json:
-            return snapshot_once(collector, topics, args)
-        return live(collector, topics, args)
+            return snapshot_once(collector, topics, args.interval, as_json_output=args.json)
+        return live(collector, topics, args.interval)
     finally:
         collector.close()
 
 
-def snapshot_once(collector: Collector, topics: dict[str, str], args: argparse.Namespace) -> int:
+def snapshot_once(collector: Collector, topics: dict[str, str], interval_s: float, as_json_output: bool) -> int:
     try:
         first = take(collector, None)
-        time.sleep(args.interval)  # the window over which rates are measured
+        time.sleep(interval_s)  # the window over which rates are measured
         snapshot = take(collector, first)
     except KafkaException as exc:
         print(f"error: Kafka broker at {collector.clients.settings.bootstrap_servers} is unreachable ({exc})", file=sys.stderr)
@@ -70,7 +71,7 @@ def snapshot_once(collector: Collector, topics: dict[str, str], args: argparse.N
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if as_json_output:
         json.dump(as_json(snapshot), sys.stdout)
         sys.stdout.write("\n")
     else:
@@ -78,7 +79,7 @@ def snapshot_once(collector: Collector, topics: dict[str, str], args: argparse.N
     return 0
 
 
-def live(collector: Collector, topics: dict[str, str], args: argparse.Namespace) -> int:
+def live(collector: Collector, topics: dict[str, str], interval_s: float) -> int:
     stop = StopFlag().install()
     bootstrap = collector.clients.settings.bootstrap_servers
     snapshot: Optional[Snapshot] = None
@@ -91,7 +92,7 @@ def live(collector: Collector, topics: dict[str, str], args: argparse.Namespace)
             except (KafkaException, PipelineError) as exc:
                 status = f"Kafka broker at {bootstrap} is unreachable ({str(exc)[:80]}); retrying"
             view.update(rich_view(snapshot, topics, status))
-            deadline = time.monotonic() + args.interval
+            deadline = time.monotonic() + interval_s
             while not stop.requested and time.monotonic() < deadline:
                 time.sleep(0.1)  # poll for Ctrl+C between refreshes
     return 0

@@ -15,11 +15,11 @@ from typing import Optional
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.stats import summarize
-from dlq.dead_letters import show_key
-from pipeline.checkpoints import Checkpoint, checkpoint_prefix
-from pipeline.clients import Clients
-from pipeline.headers import DLQ_REASON, RETRY_DUE, header_int, header_text
-from pipeline.reading import partitions_of, read_to_end
+from domain.dead_letters import show_key
+from runtime.checkpoints import Checkpoint, checkpoint_prefix
+from runtime.clients import Clients
+from domain.headers import DLQ_REASON, RETRY_DUE, header_int, header_text
+from runtime.reading import partitions_of, read_to_end
 
 Partition = tuple[str, int]
 HISTORY_POINTS = 60

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dashboard.collect import Snapshot
-from dlq.dead_letters import format_time_ms
+from domain.dead_letters import format_time_ms
 
 SPARK = "▁▂▃▄▅▆▇█"
 

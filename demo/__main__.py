@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Optional
 
 from demo.processes import ProcessGroup
-from formats import add_format_arg
 from devbroker import ENGINES, BrokerError, DevBroker, broker_answers, dev_broker
-from pipeline.config import DEFAULT_BOOTSTRAP, env, probability
-from pipeline.logs import setup_logging
-from pipeline.shutdown import StopFlag
+from app.settings import add_format_arg, env, probability
+from runtime.settings import DEFAULT_BOOTSTRAP
+from runtime.logs import setup_logging
+from runtime.shutdown import StopFlag
 
 log = logging.getLogger("demo")
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 from devbroker import ENGINES, BrokerError, dev_broker
-from pipeline.config import env
-from pipeline.logs import setup_logging
-from pipeline.shutdown import StopFlag
+from app.settings import env
+from runtime.logs import setup_logging
+from runtime.shutdown import StopFlag
 
 log = logging.getLogger("devbroker")
 

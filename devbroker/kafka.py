@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Optional, Union
 
 from devbroker.base import BrokerError, brokers_answering, free_port, log, port_open
-from pipeline.shutdown import die_with_parent
+from runtime.shutdown import die_with_parent
 
 POM = Path(__file__).with_name("pom.xml")
 MIN_JAVA = 17

@@ -10,7 +10,7 @@ import time
 from typing import IO, Optional, Union
 
 from devbroker.base import BrokerError, broker_answers, port_open
-from pipeline.shutdown import die_with_parent
+from runtime.shutdown import die_with_parent
 
 
 def tansu_binary() -> str:

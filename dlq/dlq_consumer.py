@@ -14,30 +14,33 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from dlq.dead_letters import (
+from app import metrics as figures
+from app import settings as flags
+from app.settings import Topics, env, non_negative_float
+from domain.codecs import Codec
+from domain.dead_letters import (
     ReplaySelection, already_replayed, describe_dead_letter, dlq_reason, not_replayable, replayed_since,
 )
-from formats import CODECS, Codec, add_format_arg
-from pipeline import metrics
-from pipeline.cli import run
-from pipeline.clients import Clients, ensure_topics
-from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float
-from pipeline.headers import replay_headers, source_of
-from pipeline.reading import partitions_of, read_to_end
-from pipeline.routing import now_ms, produce_patiently
-from pipeline.logs import setup_logging
-from pipeline.shutdown import StopFlag
+from domain.headers import replay_headers
+from runtime.cli import run
+from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics
+from runtime.logs import setup_logging
+from runtime.metrics import serve
+from runtime.provenance import source_of, with_source
+from runtime.reading import partitions_of, read_to_end
+from runtime.routing import now_ms, produce_patiently
+from runtime.shutdown import StopFlag
 
 log = logging.getLogger("dlq-consumer")
 
 CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest"}
 CONSUMER_ENFORCED = {"enable.auto.commit": True, "enable.auto.offset.store": False}
-PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -57,9 +60,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     selection.add_argument("--dry-run", action="store_true", help="show what would be replayed, send nothing")
     selection.add_argument("--again", action="store_true",
                            help="replay dead letters that were replayed before (by default each is replayed once)")
-    add_format_arg(parser)
-    add_connection_args(parser)
-    metrics.add_metrics_args(parser)
+    flags.add_format_arg(parser)
+    flags.add_connection_args(parser)
+    flags.add_metrics_args(parser)
     args = parser.parse_args(argv)
     chosen = [args.reason_contains, args.error_class, args.key, args.since, args.until, args.dry_run or None,
               args.again or None]
@@ -102,18 +105,28 @@ def show(msg: Message, codec: Codec) -> str:
     ).line()
 
 
-def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
+@dataclass(frozen=True)
+class ReplayRequest:
+    """Which dead letters to replay, and how."""
+
+    selection: ReplaySelection
+    max_rate: float = 1000.0  # records per second; 0 = no limit
+    dry_run: bool = False
+    again: bool = False  # replay dead letters that were replayed before
+
+
+def follow(clients: Clients, topics: Topics, group_id: str, from_beginning: bool, codec: Codec, stop: StopFlag) -> int:
     """Print dead letters as they arrive; the group's offsets remember what was shown."""
-    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": args.group_id})
+    consumer = clients.consumer(CONSUMER_DEFAULTS, {**CONSUMER_ENFORCED, "group.id": group_id})
 
     def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-        if args.from_beginning:
+        if from_beginning:
             for tp in partitions:
                 tp.offset = OFFSET_BEGINNING
             c.assign(partitions)
 
-    consumer.subscribe([args.dlq_topic], on_assign=on_assign)
-    log.info("Following %s%s", args.dlq_topic, " from the beginning" if args.from_beginning else "")
+    consumer.subscribe([topics.dlq], on_assign=on_assign)
+    log.info("Following %s%s", topics.dlq, " from the beginning" if from_beginning else "")
     shown = 0
     try:
         while not stop.requested:
@@ -124,9 +137,9 @@ def follow(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("Consumer error: %s", msg.error().str())
                 continue
-            log.warning("%s", show(msg, CODECS[args.message_format]))
+            log.warning("%s", show(msg, codec))
             shown += 1
-            metrics.DEAD_LETTERS_SHOWN.labels(reason=dlq_reason(msg.headers())).inc()
+            figures.DEAD_LETTERS_SHOWN.labels(reason=dlq_reason(msg.headers())).inc()
             consumer.store_offsets(message=msg)
     finally:
         consumer.close()
@@ -146,7 +159,7 @@ def replayed_dead_letters(clients: Clients, redrive_topic: str, dlq_topic: str) 
     return {source for source in sources if source is not None and source[0] == dlq_topic}
 
 
-def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
+def replay(clients: Clients, topics: Topics, group_id: str, request: ReplayRequest, codec: Codec, stop: StopFlag) -> int:
     """Re-drive the selected dead letters not replayed before, reading each partition up to its end.
 
     The end is where the broker reports end-of-partition while fetching; the
@@ -155,19 +168,18 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
     the DLQ while we read it: it is passed over, or the replay would never end.
     """
     started_ms = now_ms()
-    replayed = set() if args.again else replayed_dead_letters(clients, args.redrive_topic, args.dlq_topic)
+    replayed = set() if request.again else replayed_dead_letters(clients, topics.redrive, topics.dlq)
     consumer = clients.consumer(
         CONSUMER_DEFAULTS,
-        {"group.id": f"{args.group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
+        {"group.id": f"{group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
     )
-    partitions = consumer.list_topics(args.dlq_topic, timeout=10).topics[args.dlq_topic].partitions
+    partitions = consumer.list_topics(topics.dlq, timeout=10).topics[topics.dlq].partitions
     unfinished = set(partitions)
-    consumer.assign([TopicPartition(args.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
-    producer: Optional[Producer] = None if args.dry_run else clients.producer({}, PRODUCER_ENFORCED)
-    verb = "Would replay" if args.dry_run else "Replaying"
-    selection = ReplaySelection(args.reason_contains, args.error_class,
-                                args.key.encode() if args.key is not None else None, args.since, args.until)
-    pacer = Pacer(args.max_rate)
+    consumer.assign([TopicPartition(topics.dlq, p, OFFSET_BEGINNING) for p in partitions])
+    producer: Optional[Producer] = None if request.dry_run else clients.producer({}, PRODUCER_ENFORCED)
+    verb = "Would replay" if request.dry_run else "Replaying"
+    selection = request.selection
+    pacer = Pacer(request.max_rate)
     selected = skipped = refused = repeated = 0
     try:
         while unfinished and not stop.requested:
@@ -192,23 +204,23 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
                 log.warning("Not replaying %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), why_not)
                 continue
             dead_letter = (msg.topic(), msg.partition(), msg.offset())
-            if not args.again and already_replayed(dead_letter, msg.headers(), replayed):
+            if not request.again and already_replayed(dead_letter, msg.headers(), replayed):
                 repeated += 1
                 continue
             selected += 1
-            log.info("%s: %s", verb, show(msg, CODECS[args.message_format]))
+            log.info("%s: %s", verb, show(msg, codec))
             if producer is not None:
                 pacer.wait(producer)
-                headers = replay_headers(msg.headers(), now_ms(), dead_letter)
-                produce_patiently(producer, args.redrive_topic, key=msg.key(), value=msg.value(), headers=headers)
+                headers = with_source(replay_headers(msg.headers(), now_ms()), dead_letter)
+                produce_patiently(producer, topics.redrive, key=msg.key(), value=msg.value(), headers=headers)
                 producer.poll(0)
-                metrics.REPLAYED.inc()
+                figures.REPLAYED.inc()
     finally:
         consumer.close()
     undelivered = producer.flush(30) if producer is not None else 0
     log.info(
         "%s %d dead letter(s) to %s, skipped %d not selected%s%s%s",
-        "Would replay" if args.dry_run else "Replayed", selected - undelivered, args.redrive_topic, skipped,
+        "Would replay" if request.dry_run else "Replayed", selected - undelivered, topics.redrive, skipped,
         f", {repeated} replayed before (--again replays them)" if repeated else "",
         f", {refused} not replayable" if refused else "", f", {undelivered} not delivered" if undelivered else "",
     )
@@ -218,13 +230,19 @@ def replay(args: argparse.Namespace, clients: Clients, stop: StopFlag) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    clients = Clients(ClientSettings(args), args.group_id)
+    kafka, topics, codec = flags.kafka_settings(args), flags.topics(args), flags.codec(args)
+    clients = Clients(kafka, args.group_id)
     stop = StopFlag().install()
-    metrics.serve(args.metrics_port, args.metrics_addr)
-    topics = [args.dlq_topic, args.redrive_topic] if args.replay else [args.dlq_topic]
-    if not ensure_topics(clients, topics, args.partitions, args.replication_factor, lambda: stop.requested):
+    serve(args.metrics_port, args.metrics_addr)
+    needed = [topics.dlq, topics.redrive] if args.replay else [topics.dlq]
+    if not ensure_topics(clients, needed, kafka.partitions, kafka.replication_factor, lambda: stop.requested):
         return 0
-    return replay(args, clients, stop) if args.replay else follow(args, clients, stop)
+    if not args.replay:
+        return follow(clients, topics, args.group_id, args.from_beginning, codec, stop)
+    selection = ReplaySelection(args.reason_contains, args.error_class, args.key.encode() if args.key is not None else None,
+                                args.since, args.until)
+    return replay(clients, topics, args.group_id, ReplayRequest(selection, args.max_rate, args.dry_run, args.again),
+                  codec, stop)
 
 
 if __name__ == "__main__":

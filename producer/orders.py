@@ -7,7 +7,7 @@ import struct
 import uuid
 from typing import Any, NamedTuple
 
-from formats import AVRO, JSON, Codec
+from domain.codecs import AVRO, JSON, Codec
 
 PRODUCTS = tuple(f"Item{n}" for n in range(1, 6))
 POISON_KINDS = ("random-bytes", "truncated", "trailing-bytes", "negative-price", "nan-price", "empty-orderId")

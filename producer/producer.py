@@ -17,15 +17,17 @@ from typing import Optional
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from formats import AVRO, CODECS, Codec, add_format_arg
-from pipeline import metrics
-from pipeline.cli import run
-from pipeline.clients import Clients, ensure_topics
-from pipeline.config import ClientSettings, add_connection_args, env, non_negative_float, probability
-from pipeline.gc_tuning import tune_for_streaming
-from pipeline.logs import EventLog, setup_logging
-from pipeline.routing import produce_patiently
-from pipeline.shutdown import StopFlag
+from app import metrics as figures
+from app import settings as flags
+from app.settings import env, non_negative_float, probability
+from domain.codecs import AVRO, Codec
+from runtime.cli import run
+from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics
+from runtime.metrics import CounterSync, serve
+from runtime.gc_tuning import tune_for_streaming
+from runtime.logs import EventLog, setup_logging
+from runtime.routing import produce_patiently
+from runtime.shutdown import StopFlag
 from producer.orders import poison_record, random_order
 
 log = logging.getLogger("producer")
@@ -33,7 +35,6 @@ log = logging.getLogger("producer")
 # What won in the benchmark on one machine with the broker beside it; over a real network
 # compression.type=lz4 in the properties file usually pays for itself.
 PRODUCER_DEFAULTS = {"linger.ms": 5, "compression.type": "none", "batch.size": 1_000_000}
-PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
 FLUSH_TIMEOUT_S = 30.0
 METRICS_INTERVAL_S = 0.5
 
@@ -51,9 +52,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         "(env PRODUCER_INVALID_RATE) %(default)s",
     )
     parser.add_argument("--client-id", default=env("PRODUCER_CLIENT_ID", "orders-producer"), help="%(default)s")
-    add_format_arg(parser)
-    add_connection_args(parser)
-    metrics.add_metrics_args(parser)
+    flags.add_format_arg(parser)
+    flags.add_connection_args(parser)
+    flags.add_metrics_args(parser)
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 0:
         parser.error("--count must be >= 0")
@@ -66,8 +67,8 @@ class DeliveryStats:
     delivered: int = 0
     failed: int = 0
     poison: int = 0
-    _syncs: tuple[metrics.CounterSync, ...] = field(
-        default_factory=lambda: tuple(metrics.CounterSync(c) for c in (metrics.PRODUCED, metrics.DELIVERED, metrics.DELIVERY_FAILED)),
+    _syncs: tuple[CounterSync, ...] = field(
+        default_factory=lambda: tuple(CounterSync(c) for c in (figures.PRODUCED, figures.DELIVERED, figures.DELIVERY_FAILED)),
         repr=False,
     )
 
@@ -171,10 +172,10 @@ def describe(key: Optional[bytes], value: Optional[bytes], codec: Codec) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    settings = ClientSettings(args)
-    clients = Clients(settings, args.client_id)
+    kafka = flags.kafka_settings(args)
+    clients = Clients(kafka, args.client_id)
     stop = StopFlag().install()
-    if not ensure_topics(clients, [args.orders_topic], args.partitions, args.replication_factor, lambda: stop.requested):
+    if not ensure_topics(clients, [args.orders_topic], kafka.partitions, kafka.replication_factor, lambda: stop.requested):
         return 0
     stats = DeliveryStats()
     started = time.monotonic()
@@ -187,14 +188,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     rng = random.Random()
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     reports = DeliveryReports(stats, events, every_record=0 < args.rate <= events.max_lines_per_second,
-                              codec=CODECS[args.message_format])
+                              codec=flags.codec(args))
     producer = clients.producer(PRODUCER_DEFAULTS, {**PRODUCER_ENFORCED, **reports.client_settings()}, warm_up=[args.orders_topic])
     sender = OrderProducer(producer, args.orders_topic, reports)
     log.info(
         "Producing to %s at %s (bootstrap %s)",
-        args.orders_topic, f"{args.rate:g} orders/s" if interval else "full speed", settings.bootstrap_servers,
+        args.orders_topic, f"{args.rate:g} orders/s" if interval else "full speed", kafka.bootstrap_servers,
     )
-    metrics.serve(args.metrics_port, args.metrics_addr)
+    serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()
     next_send = last_publish = time.monotonic()
     while not stop.requested and (args.count is None or stats.sent < args.count):

@@ -12,8 +12,8 @@ from typing import Optional
 from confluent_kafka import Producer
 
 from avro_utils import avro_serialize
-from pipeline.failures import attempt_draw
-from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE
+from domain.failures import attempt_draw
+from domain.headers import REASON_INVALID, REASON_UNDECODABLE
 
 
 def float32(value: float) -> float:

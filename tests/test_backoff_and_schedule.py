@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from pipeline.backoff import BackoffPolicy
-from pipeline.headers import LAST_FAILURE, RETRY_DUE
-from retry.schedule import RetrySchedule, due_time_ms
+from domain.backoff import BackoffPolicy
+from domain.headers import LAST_FAILURE, RETRY_DUE
+from domain.retry import RetrySchedule, due_time_ms
 
 
 def test_plain_schedule_is_1_2_4_capped():

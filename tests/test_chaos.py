@@ -17,9 +17,10 @@ from confluent_kafka.admin import AdminClient
 
 from avro_utils import AvroDecodeError, avro_deserialize
 from devbroker import BrokerError, KafkaCluster, free_port
-from pipeline.errors import ValidationError
-from pipeline.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT, SOURCE_TOPIC
-from pipeline.validation import validate_order
+from domain.errors import ValidationError
+from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT
+from runtime.provenance import SOURCE_TOPIC
+from domain.order import validate_order
 from tests.kafka_helpers import DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
 from tests.pipeline_expectations import expected_outcome
 from tests.tcp_proxy import CuttableProxy

@@ -1,19 +1,29 @@
-from pipeline.checkpoints import Checkpoint, checkpoint_key, partition_checkpoints, target_name
-from pipeline.copies import CopyLedger
+from domain.average import PartitionStats
+from runtime.checkpoints import Checkpoint, checkpoint_key, partition_checkpoints, target_name
+from runtime.copies import CopyLedger
 
 SOURCE = ("orders", 0)
 RETRY0, DLQ0 = ("orders_retry", 0), ("orders_dlq", 0)
 
 
 def test_checkpoint_round_trip_keeps_the_sum_exact():
-    checkpoint = Checkpoint(42, {target_name(*RETRY0): 7}, processed=3, sum=0.1 + 0.2 + 55.123456789, retried=2, dead_lettered=1)
-    assert Checkpoint.decode(checkpoint.encode()) == checkpoint
+    stats = PartitionStats(processed=3, total=0.1 + 0.2 + 55.123456789, retried=2, dead_lettered=1)
+    checkpoint = Checkpoint(42, {target_name(*RETRY0): 7}, stats.state())
+    decoded = Checkpoint.decode(checkpoint.encode())
+    assert decoded == checkpoint and PartitionStats.of(decoded.state) == stats
+
+
+def test_the_state_is_stored_beside_the_offsets_as_it_always_was():
+    payload = b'{"next_offset":5,"scan_from":{"orders_retry:0":3},"processed":2,"sum":30.5,"retried":1,"dead_lettered":0}'
+    checkpoint = Checkpoint.decode(payload)
+    assert checkpoint == Checkpoint(5, {"orders_retry:0": 3}, {"processed": 2, "sum": 30.5, "retried": 1, "dead_lettered": 0})
+    assert PartitionStats.of(checkpoint.state) == PartitionStats(2, 30.5, 1, 0)
 
 
 def test_foreign_or_broken_checkpoints_are_ignored():
     for payload in (None, b"", b"junk", b"[]", b'{"next_offset": -1}', b'{"next_offset": "x"}', b'{"sum": 1}'):
         assert Checkpoint.decode(payload) is None
-    assert Checkpoint.decode(b'{"next_offset": 5, "future_field": 1}') == Checkpoint(5)
+    assert PartitionStats.of(Checkpoint.decode(b'{"next_offset": 5, "future_field": 1}').state) == PartitionStats()
 
 
 def test_checkpoint_key_names_group_topic_and_partition():

@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avro_utils import avro_serialize
-from dlq.dead_letters import UNDECODABLE, ReplaySelection, describe_dead_letter, matches, not_replayable, replayed_since
+from domain.dead_letters import UNDECODABLE, ReplaySelection, describe_dead_letter, matches, not_replayable, replayed_since
 from dlq.dlq_consumer import time_ms
-from pipeline.headers import DLQ_REASON, ERROR, ERROR_CLASS, REPLAYED_AT, VALUE_OMITTED, Failure, Origin, routed_headers
+from domain.headers import DLQ_REASON, ERROR, ERROR_CLASS, REPLAYED_AT, VALUE_OMITTED, Failure, Origin, routed_headers
 
 
 def test_a_dead_letter_reads_well():

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.processing import DEAD_LETTER, Verdict, evaluate
-from formats import AVRO, CODECS, JSON, PROTOBUF
-from formats.framing import schema_id
-from formats.json_order import _VALIDATOR, matches_schema
-from pipeline.failures import FailureSimulator
-from pipeline.headers import REASON_FRAMED, REASON_INVALID, REASON_UNDECODABLE
+from domain.order import DEAD_LETTER, Verdict, evaluate
+from domain.codecs import AVRO, CODECS, JSON, PROTOBUF
+from domain.codecs.framing import schema_id
+from domain.codecs.json_order import _VALIDATOR, matches_schema
+from domain.failures import FailureSimulator
+from domain.headers import REASON_FRAMED, REASON_INVALID, REASON_UNDECODABLE
 from producer.orders import POISON_KINDS, poison_record, random_order
 from schemas.order_pb2 import Order as OrderMessage
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from formats import CODECS
-from pipeline.headers import DLQ_REASON, REASON_FRAMED
+from domain.codecs import CODECS
+from domain.headers import DLQ_REASON, REASON_FRAMED
 from producer.orders import poison_record
 from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json
 from tests.pipeline_expectations import expected_outcome, float32

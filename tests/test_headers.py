@@ -2,11 +2,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.headers import (
+from domain.headers import (
     ERROR, ERROR_CLASS, ERROR_STAGE, FIRST_FAILURE, LAST_FAILURE, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
-    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, get_retry_count, header_text, origin_of, source_of,
+    REPLAYED_AT, RETRY_COUNT, RETRY_DUE, Failure, Origin, get_retry_count, header_text, origin_of,
     replay_headers, routed_headers,
 )
+from runtime.provenance import source_of, with_source
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_foreign_headers_with_junk_values_survive_routing():
 
 
 def test_replay_resets_the_retry_count_and_marks_the_record():
-    headers = replay_headers(_routed(due_ms=2000), now_ms=9000, dead_letter=("orders_dlq", 2, 41))
+    headers = with_source(replay_headers(_routed(due_ms=2000), now_ms=9000), ("orders_dlq", 2, 41))
     assert get_retry_count(headers) == 0
     assert header_text(headers, REPLAYED_AT) == "9000"
     assert source_of(headers) == ("orders_dlq", 2, 41)  # a later replay knows this dead letter was replayed

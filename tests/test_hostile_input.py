@@ -7,7 +7,7 @@ import random
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.headers import DLQ_REASON, ERROR, REASON_TOO_LARGE, VALUE_OMITTED
+from domain.headers import DLQ_REASON, ERROR, REASON_TOO_LARGE, VALUE_OMITTED
 from tests.kafka_helpers import DEV_PROPERTIES, ScriptRunner, Topics, create_topics, read_all, read_json
 from tests.pipeline_expectations import write_foreign_orders
 

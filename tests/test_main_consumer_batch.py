@@ -14,10 +14,18 @@ from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import logging
+
+from app.settings import Retries, Topics
 from avro_utils import avro_serialize
-from consumer.main_consumer import MainConsumer, parse_args
-from pipeline.headers import RETRY_COUNT
-from pipeline.offsets import OffsetTracker
+from consumer.main_consumer import MainHandler
+from domain.average import RunningAverage
+from domain.backoff import BackoffPolicy
+from domain.codecs import AVRO
+from domain.failures import FailureSimulator
+from domain.headers import RETRY_COUNT, dead_letter_headers
+from runtime.logs import EventLog
+from runtime.offsets import OffsetTracker
 from producer.orders import poison_record, random_order
 
 TOPIC = "orders"
@@ -30,24 +38,21 @@ class NotingRouter:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, int, int]] = []
 
-    def send_back_to_retry(self, msg: Message, _failure: object, retry_count: int, _due_ms: int) -> None:
-        self.sent.append(("retry", msg.partition(), msg.offset(), retry_count))
-
-    def send_to_dlq(self, msg: Message, _failure: object, retry_count: int, _reason: str) -> None:
-        self.sent.append(("dlq", msg.partition(), msg.offset(), retry_count))
+    def copy(self, msg: Message, _topic: str, recipe: object, _failure: object, retry_count: int, _extra: object) -> None:
+        self.sent.append(("dlq" if recipe is dead_letter_headers else "retry", msg.partition(), msg.offset(), retry_count))
 
 
 def consumer(
     fail_rate: float, event_lines: int, fail_product: str = ""
-) -> tuple[MainConsumer, NotingRouter, OffsetTracker]:
-    args = parse_args(["--fail-rate", str(fail_rate), "--fail-product", fail_product, "--seed", "7", "--orders-topic", TOPIC])
+) -> tuple[MainHandler, NotingRouter, OffsetTracker]:
     router, tracker = NotingRouter(), OffsetTracker()
-    main_consumer = MainConsumer(args, router, tracker)  # type: ignore[arg-type]
-    main_consumer.events.max_lines_per_second = event_lines
+    events = EventLog(logging.getLogger("test"), lambda elapsed: "", max_lines_per_second=event_lines)
+    handler = MainHandler(router, tracker, Topics(orders=TOPIC), Retries(3, BackoffPolicy()),  # type: ignore[arg-type]
+                          FailureSimulator(fail_rate, fail_product, 7), AVRO, None, RunningAverage(), events)
     for partition in range(PARTITIONS):
         tracker.start((TOPIC, partition), 0)
-        main_consumer.state.restore((TOPIC, partition), None, {})
-    return main_consumer, router, tracker
+        handler.restore((TOPIC, partition), None, {})
+    return handler, router, tracker
 
 
 def record(rng: random.Random, kind: str) -> tuple[bytes, bytes | None, list | None]:
@@ -80,14 +85,14 @@ def batch(seed: int, runs: list[tuple[int, list[str]]]) -> list[Message]:
     return msgs
 
 
-def outcome(main_consumer: MainConsumer, router: NotingRouter, tracker: OffsetTracker) -> dict:
+def outcome(main_consumer: MainHandler, router: NotingRouter, tracker: OffsetTracker) -> dict:
     per_partition = {
         p: (s.processed, round(s.total, 6), s.retried, s.dead_lettered)
-        for (_, p), s in main_consumer.state.partitions.items()
+        for (_, p), s in main_consumer.average.partitions.items()
     }
     positions = {p: tracker.position((TOPIC, p)) for p in range(PARTITIONS)}
     return {"stats": per_partition, "sent": router.sent, "positions": positions, "open": tracker.pending(),
-            "processed_here": main_consumer.state.processed_here}
+            "processed_here": main_consumer.average.processed_here}
 
 
 KINDS = st.sampled_from(["valid"] * 6 + ["poison", "tombstone", "retried", "foreign-header"])
@@ -99,22 +104,22 @@ RUNS = st.lists(st.tuples(st.integers(0, PARTITIONS - 1), st.lists(KINDS, min_si
 def test_a_batch_decides_as_its_records_one_by_one(seed, runs, fail_rate, event_lines):
     msgs = batch(seed, runs)
     batched = consumer(fail_rate, event_lines, "Item3")
-    batched[0].handle_batch(msgs)
+    batched[0].handle(msgs)
     one_by_one = consumer(fail_rate, event_lines, "Item3")
     for msg in msgs:
-        one_by_one[0].handle_batch([msg])
+        one_by_one[0].handle([msg])
     assert outcome(*batched) == outcome(*one_by_one)
 
 
 def test_commit_position_waits_for_a_copy_and_then_covers_the_whole_run():
     msgs = batch(1, [(0, ["valid", "poison", "valid", "valid"]), (1, ["valid"] * 3)])
     main_consumer, router, tracker = consumer(0.0, event_lines=0)
-    main_consumer.handle_batch(msgs)
+    main_consumer.handle(msgs)
     assert router.sent == [("dlq", 0, 1, 1)]
     assert tracker.position((TOPIC, 0)) == 1 and tracker.position((TOPIC, 1)) == 3
     tracker.complete((TOPIC, 0), 1)  # the copy is acknowledged
     assert tracker.position((TOPIC, 0)) == 4
-    partitions = main_consumer.state.partitions
+    partitions = main_consumer.average.partitions
     assert partitions[(TOPIC, 0)].processed == 3 and partitions[(TOPIC, 1)].processed == 3
 
 
@@ -122,7 +127,7 @@ def test_commit_position_waits_for_a_copy_and_then_covers_the_whole_run():
 def test_records_of_a_revoked_partition_are_left_alone(event_lines):
     msgs = batch(2, [(0, ["valid", "valid"]), (2, ["valid", "poison"])])
     main_consumer, router, tracker = consumer(0.0, event_lines)
-    main_consumer.state.forget({(TOPIC, 2)})
+    main_consumer.forget({(TOPIC, 2)})
     tracker.forget({(TOPIC, 2)})
-    main_consumer.handle_batch(msgs)
-    assert router.sent == [] and main_consumer.state.processed_here == 2 and tracker.position((TOPIC, 2)) is None
+    main_consumer.handle(msgs)
+    assert router.sent == [] and main_consumer.average.processed_here == 2 and tracker.position((TOPIC, 2)) is None

@@ -111,7 +111,7 @@ def test_grafana_dashboard_loads_and_queries_our_metrics():
     assert dashboard["uid"] == "kafka-orders" and dashboard["panels"]
     from prometheus_client.metrics import MetricWrapperBase
 
-    from pipeline import metrics
+    from app import metrics
 
     names = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
     assert len(names) >= 10

@@ -3,10 +3,10 @@ import random
 
 import pytest
 
-from pipeline.config import parse_properties
-from pipeline.errors import ConfigError
-from pipeline.logs import EventLog
-from pipeline.offsets import OffsetTracker
+from runtime.settings import parse_properties
+from runtime.errors import ConfigError
+from runtime.logs import EventLog
+from runtime.offsets import OffsetTracker
 
 P = ("orders", 0)
 
@@ -113,7 +113,7 @@ def test_event_log_limits_lines_and_summarizes(caplog):
 
 def test_event_log_reopens_its_line_budget_each_second_at_tick(caplog, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("pipeline.logs.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("runtime.logs.time.monotonic", lambda: clock[0])
     logger = logging.getLogger("test-events-budget")
     events = EventLog(logger, lambda elapsed: "SUMMARY", max_lines_per_second=3, summary_interval_s=60)
     with caplog.at_level(logging.INFO, logger="test-events-budget"):

@@ -1,8 +1,8 @@
 import random
 
 from avro_utils import AvroDecodeError, avro_deserialize, avro_serialize
-from pipeline.errors import ValidationError
-from pipeline.validation import validate_order
+from domain.errors import ValidationError
+from domain.order import validate_order
 from producer.orders import POISON_KINDS, PRODUCTS, encoded_price, poison_record, random_order
 
 

@@ -12,10 +12,11 @@ from typing import Optional
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.headers import (
+from domain.headers import (
     DLQ_REASON, ERROR, ERROR_CLASS, ERROR_STAGE, ORIGIN_TOPIC, REASON_EXHAUSTED, REASON_TOO_LARGE, REPLAYED_AT,
-    RETRY_COUNT, RETRY_DUE, VALUE_OMITTED, source_of,
+    RETRY_COUNT, RETRY_DUE, VALUE_OMITTED,
 )
+from runtime.provenance import source_of
 from tests.kafka_helpers import ScriptRunner, Topics, create_topics, read_all, read_json, wait_until
 from tests.pipeline_expectations import expected_outcome, float32, write_foreign_orders
 

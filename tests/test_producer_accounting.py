@@ -9,7 +9,7 @@ import time
 from confluent_kafka import Producer
 
 from devbroker import free_port
-from pipeline.logs import EventLog
+from runtime.logs import EventLog
 from producer.producer import DeliveryReports, DeliveryStats, OrderProducer
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from avro_utils import avro_deserialize
 from devbroker import broker_answers, free_port, port_open
-from pipeline.validation import validate_order
+from domain.order import validate_order
 from tests.kafka_helpers import ROOT, ScriptRunner, Topics, alive, descendants, read_all, wait_until
 
 pytestmark = pytest.mark.integration

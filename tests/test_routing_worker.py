@@ -11,15 +11,18 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from bench.pipeline_runs import children_of
-from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args
-from pipeline.wiring import PRODUCER_ENFORCED
-from pipeline.errors import FatalKafkaError, PipelineError
-from pipeline.headers import (
-    DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, source_of,
-)
-from pipeline.routing import Router
-from pipeline.routing_worker import RoutingWorker
+from consumer.main_consumer import PRODUCER_DEFAULTS
 from devbroker import free_port
+from domain.headers import (
+    DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, dead_letter_headers, retry_headers,
+    too_large_headers,
+)
+from runtime.clients import PRODUCER_ENFORCED
+from runtime.errors import FatalKafkaError, PipelineError
+from runtime.provenance import source_of
+from runtime.routing import Router
+from runtime.routing_worker import RoutingWorker, WorkerSpec
+from runtime.settings import KafkaSettings
 from tests.kafka_helpers import ROOT, ScriptRunner, Topics, create_topics, read_all, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,9 +32,10 @@ FAILURE = Failure("process", "TransientProcessingError", "simulated transient fa
 TIMES = {FIRST_FAILURE, LAST_FAILURE}
 
 
-def worker_args(bootstrap: str, topics: Topics) -> list[str]:
-    return ["--bootstrap-servers", bootstrap, "--orders-topic", topics.orders, "--retry-topic", topics.retry,
-            "--dlq-topic", topics.dlq]
+def worker(bootstrap: str, topics: Topics, on_acked) -> RoutingWorker:
+    spec = WorkerSpec(KafkaSettings(bootstrap), "test", topics.dlq, too_large_headers, (topics.retry, topics.dlq),
+                      PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
+    return RoutingWorker(spec, on_acked)
 
 
 def sources(topic: str, count: int) -> list[Message]:
@@ -44,12 +48,12 @@ def sources(topic: str, count: int) -> list[Message]:
     ]
 
 
-def route(router, msgs: list[Message]) -> None:
+def route(router, topics: Topics, msgs: list[Message]) -> None:
     for i, msg in enumerate(msgs):
         if i % 5 == 4:
-            router.send_to_dlq(msg, FAILURE, 1, "invalid order")
+            router.copy(msg, topics.dlq, dead_letter_headers, FAILURE, 1, "invalid order")
         else:
-            router.send_back_to_retry(msg, FAILURE, 1, 1_800_000_000_000 + i)
+            router.copy(msg, topics.retry, retry_headers, FAILURE, 1, 1_800_000_000_000 + i)
 
 
 def by_source(bootstrap: str, topics: Topics) -> dict:
@@ -63,12 +67,11 @@ def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap
     for how in ("in-process", "worker"):
         topics = Topics.unique()
         create_topics(bootstrap, [topics.retry, topics.dlq])
-        args = parse_args(worker_args(bootstrap, topics))
         acked: dict = {}
         if how == "worker":
-            router = RoutingWorker(args, PRODUCER_DEFAULTS, PRODUCER_ENFORCED, acked.__setitem__)
+            router = worker(bootstrap, topics, acked.__setitem__)
             try:
-                route(router, msgs)
+                route(router, topics, msgs)
                 router.serve()
                 assert router.flush(30) == 0
                 assert len(router) == 0
@@ -76,7 +79,7 @@ def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap
                 router.close()
         else:
             producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **PRODUCER_ENFORCED})
-            route(Router(producer, topics.retry, topics.dlq, acked.__setitem__), msgs)
+            route(Router(producer, topics.dlq, too_large_headers, acked.__setitem__), topics, msgs)
             assert producer.flush(30) == 0
         copies = by_source(bootstrap, topics)
         assert set(acked) == {(m.topic(), m.partition(), m.offset()) for m in msgs}
@@ -95,11 +98,10 @@ def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap
 def test_a_dead_worker_stops_the_consumer_with_a_readable_error(bootstrap: str) -> None:
     topics = Topics.unique()
     create_topics(bootstrap, [topics.retry, topics.dlq])
-    router = RoutingWorker(parse_args(worker_args(bootstrap, topics)), PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
-                           lambda source, copy: None)
+    router = worker(bootstrap, topics, lambda source, copy: None)
     try:
         os.kill(router.pid, signal.SIGKILL)
-        route(router, sources("orders", 3))
+        route(router, topics, sources("orders", 3))
         with pytest.raises(PipelineError, match="routing worker ended"):
             router.flush(10)
     finally:
@@ -107,7 +109,7 @@ def test_a_dead_worker_stops_the_consumer_with_a_readable_error(bootstrap: str) 
 
 
 def test_the_main_consumer_stops_in_one_line_when_its_worker_dies(runner: ScriptRunner) -> None:
-    main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--guarantee", "at-least-once")  # copies made by a worker
+    main = runner.start("consumer.main_consumer", "--fail-rate", "0", "--guarantee", "at-least-once", "--routing-worker")
     runner.wait_until(lambda: "Assigned" in main.output(), 60, "the main consumer's partitions")
     workers = children_of(main.process.pid)
     assert len(workers) == 1
@@ -125,14 +127,14 @@ def test_the_worker_dies_with_its_parent_even_by_kill_9(bootstrap: str, tmp_path
     pid_file = tmp_path / "worker.pid"
     code = (
         "import signal, sys\n"
-        "from consumer.main_consumer import PRODUCER_DEFAULTS, parse_args\n"
-        "from pipeline.wiring import PRODUCER_ENFORCED\n"
-        "from pipeline.routing_worker import RoutingWorker\n"
-        "worker = RoutingWorker(parse_args(sys.argv[2:]), PRODUCER_DEFAULTS, PRODUCER_ENFORCED, lambda s, c: None)\n"
-        "open(sys.argv[1], 'w').write(str(worker.pid))\n"
+        "from tests.kafka_helpers import Topics\n"
+        "from tests.test_routing_worker import worker\n"
+        "child = worker(sys.argv[2], Topics(*sys.argv[3:8]), lambda s, c: None)\n"
+        "open(sys.argv[1], 'w').write(str(child.pid))\n"
         "signal.pause()\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file), *worker_args(bootstrap, topics)], cwd=ROOT)
+    parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file), bootstrap, topics.orders, topics.redrive,
+                               topics.retry, topics.dlq, topics.stats], cwd=ROOT)
     try:
         child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the worker's pid"))
         assert alive(child)
@@ -157,9 +159,9 @@ def test_an_undelivered_copy_stops_routing_instead_of_sending_it_again() -> None
     """A resent copy could land twice (the first may have been stored after all): stop, the restart finds the truth."""
     nobody_listens = f"127.0.0.1:{free_port()}"
     producer = Producer({"bootstrap.servers": nobody_listens, "message.timeout.ms": 500, "log_level": 0, **PRODUCER_ENFORCED})
-    router = Router(producer, "orders_retry", "orders_dlq", lambda source, copy: None)
+    router = Router(producer, "orders_dlq", too_large_headers, lambda source, copy: None)
     [msg] = sources("orders", 1)
-    router.send_back_to_retry(msg, FAILURE, 1, 1_800_000_000_000)
+    router.copy(msg, "orders_retry", retry_headers, FAILURE, 1, 1_800_000_000_000)
     with pytest.raises(FatalKafkaError, match=r"copy of orders\[0\]@100 to orders_retry not delivered"):
         producer.flush(30)
     assert len(producer) == 0, "nothing was produced again"

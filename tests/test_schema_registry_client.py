@@ -19,12 +19,13 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from avro_utils import SCHEMA_PATH as AVRO_SCHEMA_PATH
-from consumer.processing import Verdict, evaluate
-from formats import AVRO, CODECS, JSON
-from formats.json_order import SCHEMA_PATH as JSON_SCHEMA_PATH
-from formats.registry import RegistryDecodeError, registry_decoder
-from pipeline.failures import FailureSimulator
-from pipeline.headers import REASON_FRAMED
+from domain.order import Verdict, evaluate
+from domain.codecs import AVRO, CODECS, JSON
+from domain.codecs.json_order import SCHEMA_PATH as JSON_SCHEMA_PATH
+from consumer.schema_registry import registry_decoder
+from domain.codecs.framing import FramedDecodeError
+from domain.failures import FailureSimulator
+from domain.headers import REASON_FRAMED
 from schemas.order_pb2 import Order as OrderMessage
 
 ORDER = {"orderId": "o-7", "product": "Item4", "price": 20.5}
@@ -89,7 +90,7 @@ def test_a_framed_order_decodes_through_the_registry_and_is_processed(registry_u
 def test_an_unknown_schema_id_is_dead_lettered_with_its_id(registry_url: str, fmt: str):
     codec = AVRO if fmt == "avro" else JSON
     decode = registry_decoder(registry_url, codec, "orders")
-    with pytest.raises(RegistryDecodeError):
+    with pytest.raises(FramedDecodeError):
         decode(framed(fmt, 99))  # type: ignore[misc]
     verdict = evaluate(framed(fmt, 99), None, FailureSimulator(0.0, None, 0), codec, decode)
     assert isinstance(verdict, Verdict) and verdict.dlq_reason == f"{REASON_FRAMED} (schema id 99)"

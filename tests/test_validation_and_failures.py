@@ -7,11 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.processing import DEAD_LETTER, RETRY, evaluate
-from pipeline.errors import TransientProcessingError, ValidationError
-from pipeline.failures import FailureSimulator, attempt_draw
-from pipeline.headers import REASON_INVALID, REASON_UNDECODABLE, RETRY_COUNT
-from pipeline.validation import validate_order
+from domain.errors import TransientProcessingError, ValidationError
+from domain.failures import FailureSimulator, attempt_draw
+from domain.headers import REASON_INVALID, REASON_UNDECODABLE, RETRY_COUNT
+from domain.order import DEAD_LETTER, RETRY, evaluate, validate_order
 from avro_utils import avro_serialize
 
 GOOD = {"orderId": "o-1", "product": "Item1", "price": 12.5}
@@ -89,7 +88,7 @@ def test_evaluate_routes_by_failure_kind():
 
 def test_gc_tuning_freezes_start_up_objects_and_collects_less_often():
     script = (
-        "import gc; from pipeline.gc_tuning import YOUNG_THRESHOLD, tune_for_streaming; "
+        "import gc; from runtime.gc_tuning import YOUNG_THRESHOLD, tune_for_streaming; "
         "before = gc.get_threshold(); tune_for_streaming(); "
         "assert gc.get_freeze_count() > 0 and gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:]), gc.get_threshold()"
     )

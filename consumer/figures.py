@@ -1,0 +1,98 @@
+"""The main consumer's figures, beside the work: summary file, Prometheus metrics, summary lines.
+
+It observes the handler's running average once per loop and publishes what
+changed. Figures say what they cover: this instance's partitions, or the
+whole group (the other partitions as last checkpointed, at most a few
+seconds old: :meth:`runtime.checkpointed.CheckpointedConsumer.refresh_known`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Optional
+
+from confluent_kafka import Message
+
+from app import metrics
+from app.settings import Topics
+from domain.average import PartitionStats, RunningAverage, fmt
+from runtime.checkpoints import partition_checkpoints
+from runtime.metrics import CounterSync, observe_batch, publish_lag
+from runtime.summary import write_json_atomic
+from runtime.wiring import Wiring
+
+log = logging.getLogger("main-consumer")
+
+SUMMARY_INTERVAL_S = 0.5
+
+
+class MainFigures:
+    """The runtime's :class:`runtime.loop.Observer` for the main consumer."""
+
+    def __init__(self, wiring: Wiring, average: RunningAverage, topics: Topics, summary_file: Optional[str]) -> None:
+        self.wiring, self.average, self.topics, self.summary_file = wiring, average, topics, summary_file
+        self._processed = CounterSync(metrics.PROCESSED)
+        self._routed: Counter[tuple[str, ...]] = Counter()
+        self._window_processed = 0
+        self._last_summary = time.monotonic()
+
+    def after_batch(self, records: list[Message], started: float) -> None:
+        observe_batch(records, started, metrics.PROCESSING_SECONDS, metrics.END_TO_END_SECONDS)
+        if time.monotonic() - self._last_summary >= SUMMARY_INTERVAL_S:
+            self.wiring.checkpointed.refresh_known()
+            totals = self.whole_group()
+            write_summary(self.summary_file, totals)
+            self.publish(totals)
+            self._last_summary = time.monotonic()
+
+    def finish(self) -> None:
+        totals = self.whole_group()
+        write_summary(self.summary_file, totals)
+        log.info("Stopped. Whole group: processed=%d average=%s retried=%d dead-lettered=%d", totals.processed,
+                 fmt(totals.average), totals.retried, totals.dead_lettered)
+
+    def whole_group(self) -> PartitionStats:
+        """Owned partitions as they are now, the others as last checkpointed."""
+        known, group = self.wiring.checkpointed.known, self.wiring.settings.group_id
+        others = [
+            PartitionStats.of(checkpoint.state)
+            for topic in (self.topics.orders, self.topics.redrive)
+            for partition, checkpoint in partition_checkpoints(known, group, topic).items()
+            if (topic, partition) not in self.average.partitions
+        ]
+        return self.average.with_others(others)
+
+    def publish(self, totals: PartitionStats) -> None:
+        """Counts since the last tick, the group's average, and lag per owned partition."""
+        self._processed.publish(self.average.processed_here)
+        for labels, count in self.average.routing_counts.items():
+            delta = count - self._routed[labels]
+            if delta:
+                if labels[0] == "retry":
+                    metrics.ROUTED_TO_RETRY.labels(stage=labels[1], error_class=labels[2]).inc(delta)
+                else:
+                    metrics.DEAD_LETTERED.labels(reason=labels[1]).inc(delta)
+                self._routed[labels] = count
+        metrics.RUNNING_COUNT.set(totals.processed)
+        if totals.average is not None:
+            metrics.RUNNING_AVERAGE.set(totals.average)
+        publish_lag(self.wiring.consumer, list(self.average.partitions), metrics.CONSUMER_LAG)  # type: ignore[arg-type]
+
+    def summary_line(self, elapsed: float) -> str:
+        """The event log's periodic line at high rates (see :class:`runtime.logs.EventLog`)."""
+        rate = (self.average.processed_here - self._window_processed) / elapsed
+        self._window_processed = self.average.processed_here
+        owned = self.average.owned()
+        return (
+            f"Processed {rate:.0f} orders/s | this instance's partitions: running average={fmt(owned.average)} "
+            f"over {owned.processed} orders, retried={owned.retried} dead-lettered={owned.dead_lettered}"
+        )
+
+
+def write_summary(path: Optional[str], stats: PartitionStats) -> None:
+    """The whole group's figures, replaced atomically."""
+    if path:
+        write_json_atomic(path, {"processed": stats.processed, "average": stats.average, "retried": stats.retried,
+                                 "dead_lettered": stats.dead_lettered})

@@ -1,0 +1,56 @@
+"""Backpressure: while too many copies wait for acknowledgement, consume no more.
+
+The copies in flight hold memory, and a broker that does not acknowledge them
+(slow, or away) would let them grow without bound. Pausing the partitions,
+rather than blocking, keeps the loop polling, so the member stays in its group.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from runtime.offsets import Partition
+from runtime.routing import Copies
+
+log = logging.getLogger(__name__)
+
+# Copies not yet acknowledged before the sources pause: bounds the memory they hold.
+MAX_IN_FLIGHT = 20_000
+WAIT_S = 0.05
+BRIEF_WAIT_S = 5.0
+
+
+class Backpressure:
+    def __init__(self, consumer: Consumer, copies: Copies) -> None:
+        self.consumer = consumer
+        self.copies = copies
+        self.paused = False
+
+    def apply(self, owned: list[Partition], held: set[Partition]) -> None:
+        """Pause ``owned`` while more than MAX_IN_FLIGHT copies are in flight; resume once half are done.
+
+        Copies briefly behind (a busy routing worker) are waited for, up to
+        BRIEF_WAIT_S, far inside ``max.poll.interval.ms``. Longer (a slow or
+        absent broker), every owned partition is paused, and the loop goes on
+        polling (with no timeout while :attr:`paused`). ``held``: partitions
+        the handler paused for its own reasons, left paused.
+        """
+        if len(self.copies) > MAX_IN_FLIGHT and not self.paused:
+            deadline = time.monotonic() + BRIEF_WAIT_S
+            while len(self.copies) > MAX_IN_FLIGHT // 2 and time.monotonic() < deadline:
+                self.copies.poll(WAIT_S)
+        in_flight = len(self.copies)
+        if in_flight > MAX_IN_FLIGHT:
+            # Again on each loop: partitions assigned meanwhile too.
+            self.consumer.pause([TopicPartition(topic, partition) for topic, partition in owned])
+            if not self.paused:
+                log.warning("Paused consumption: %d copies wait for acknowledgement", in_flight)
+            self.paused = True
+            self.copies.poll(WAIT_S)
+        elif self.paused and in_flight <= MAX_IN_FLIGHT // 2:
+            self.consumer.resume([TopicPartition(*p) for p in owned if p not in held])
+            self.paused = False
+            log.info("Resumed consumption: %d copies in flight", in_flight)

@@ -1,0 +1,314 @@
+"""A consumer that resumes each partition exactly where its last checkpoint left off.
+
+Shared by the main and retry consumers; what each keeps per partition is
+their own (:class:`runtime.partition_role.PartitionRole`). The cycle, once a
+second, on revoke and at shutdown, is the one Quix Streams uses: flush the
+routed copies (every copy acknowledged) -> write the checkpoints -> commit
+the offsets. With exactly-once, the checkpoints and offsets join the copies
+in one Kafka transaction (:mod:`runtime.transactions`); an aborted one
+rewinds every partition to its last committed checkpoint. Without, offsets
+are committed once their checkpoint is stored: the checkpoints are the
+truth, the committed offsets follow them so that lag tools see progress.
+
+On assignment: load the latest checkpoints, find the copies made after them
+(:mod:`runtime.copies`), hand both to the role, and start each partition at
+its checkpoint's offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Callable, Optional
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
+from runtime.clients import Clients
+from runtime.copies import CopyLedger, find_copies, listed_ends
+from runtime.offsets import OffsetTracker, Partition
+from runtime.partition_role import PartitionRole
+from runtime.provenance import Source
+from runtime.reading import partitions_of
+from runtime.routing import AckCallback, Copies
+from runtime.transactions import Transactions
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+# A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
+CHECKPOINT_FLUSH_S = 2.0
+RAISE_BASES_INTERVAL_S = 30.0
+KNOWN_REFRESH_S = 3.0
+FLUSH_TIMEOUT_S = 30.0
+
+
+def describe(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partitions"
+
+
+class CheckpointedConsumer:
+    def __init__(
+        self,
+        clients: Clients,
+        consumer: Consumer,
+        producer: Producer,
+        store: CheckpointStore,
+        target_topics: list[str],
+        make_copies: Callable[[AckCallback], Copies],
+        transactions: Optional[Transactions] = None,
+    ) -> None:
+        """``make_copies(on_acked)``: what makes the copies, told of each acknowledged one (:meth:`acked`)."""
+        self.clients = clients
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.target_topics = target_topics
+        self.transactions = transactions
+        self.copies = make_copies(self.acked)
+        self.role: Optional[PartitionRole] = None
+        self.tracker = OffsetTracker()
+        self.ledger = CopyLedger()
+        self.known: dict[str, Checkpoint] = {}
+        self._bases: dict[Partition, dict[Partition, int]] = {}
+        self._saved: dict[Partition, Checkpoint] = {}
+        self._last_checkpoint = self._bases_raised = self._known_refreshed = time.monotonic()
+
+    def use_producer(self, producer: Producer) -> None:
+        """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
+        self.producer = producer
+
+    def acked(self, source: Source, copy: Source) -> None:
+        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
+        topic, partition, offset = source
+        self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
+        self.tracker.complete((topic, partition), offset)
+
+    def subscribe(self, topics: list[str], role: PartitionRole) -> None:
+        """Subscribe; ``role`` keeps the per-partition state."""
+        self.role = role
+
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            starts = self.take_over([(tp.topic, tp.partition) for tp in partitions])
+            assignment = [TopicPartition(topic, partition, offset) for (topic, partition), offset in starts.items()]
+            try:
+                consumer.incremental_assign(assignment)  # cooperative-sticky, our default
+            except KafkaException:
+                consumer.assign(assignment)  # an eager strategy from the user's properties file
+            log.info("Assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in assignment) or "nothing")
+
+        def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            revoked = {(tp.topic, tp.partition) for tp in partitions}
+            self.checkpoint(revoked, final=True)
+            self._drop(revoked)
+            log.info("Revoked %s", describe(partitions))
+
+        def on_lost(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.warning("Lost %s: the new owner resumes them from their checkpoints", describe(partitions))
+            self._drop({(tp.topic, tp.partition) for tp in partitions})
+            if self.transactions is not None:
+                self.transactions.abort(f"this member lost {describe(partitions)}")
+                self._rewind()
+
+        self.consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+
+    def take_over(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Restore partitions from their checkpoints and the copies made since; return their start offsets."""
+        assert self.role is not None, "subscribe() first"
+        if not partitions:
+            return {}
+        started = time.monotonic()
+        self.known = self.store.load()
+        checkpoints = {p: self.known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
+        fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
+        starts = self.role.start_without_checkpoint(self.consumer, fresh) if fresh else {}
+        for partition, checkpoint in checkpoints.items():
+            if checkpoint is not None:
+                starts[partition] = checkpoint.next_offset
+        targets = partitions_of(self.clients, self.target_topics)
+        scan_from = {
+            target: min(
+                (c.scan_from.get(target_name(*target), 0) if c else 0) for c in checkpoints.values()
+            )
+            for target in targets
+        }
+        copies, ends = find_copies(self.clients, scan_from, starts)
+        for partition in partitions:
+            for source_offset, (topic, target_partition, copy_offset) in copies[partition].items():
+                self.ledger.copied(partition, source_offset, (topic, target_partition), copy_offset)
+            self._bases[partition] = dict(ends)
+            self.tracker.start(partition, starts[partition])
+            checkpoint = checkpoints[partition]
+            self.role.restore(partition, checkpoint.state if checkpoint else None, copies[partition])
+            self._saved.pop(partition, None)
+            if copies[partition]:
+                log.info("%s[%d]: %d record(s) after the checkpoint were already routed; they will not be routed again",
+                         *partition, len(copies[partition]))
+        log.info("Took over %d partition(s) in %.2f s (checkpoints loaded, copies since them scanned)", len(partitions),
+                 time.monotonic() - started)
+        return starts
+
+    def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
+        """Flush -> write checkpoints that changed -> commit offsets once each checkpoint is acknowledged.
+
+        With transactions, the checkpoints of every owned partition and their
+        offsets commit in one transaction with the copies. Without, the first
+        flush runs only while routed copies are in flight, and between
+        checkpoints the loop does not wait for the checkpoints' own
+        acknowledgements: each commits its offset from its delivery report.
+        On revoke and at shutdown (``final``) it waits and commits synchronously.
+        """
+        self._last_checkpoint = time.monotonic()
+        if self.role is None:
+            return
+        if self.transactions is not None:
+            self._commit_transaction(final)
+            return
+        if len(self.copies) or final:
+            self.copies.flush(FLUSH_TIMEOUT_S if final else CHECKPOINT_FLUSH_S)
+        self._raise_bases_if_due()
+        commits: list[TopicPartition] = []
+        for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
+            commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
+            self.store.save(self.producer, partition[0], partition[1], checkpoint,
+                            on_delivery=None if final else partial(self._checkpoint_stored, commit))
+            self._saved_now(partition, checkpoint)
+            commits.append(commit)
+        if not commits:
+            return
+        if not final:
+            self.producer.poll(0)
+            return
+        if self.producer.flush(FLUSH_TIMEOUT_S):
+            log.warning("Checkpoints not acknowledged; the next owner resumes from the previous ones")
+            return
+        self._commit(commits, asynchronous=False)
+
+    def _commit_transaction(self, final: bool) -> None:
+        """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
+        assert self.transactions is not None
+        self.producer.flush(FLUSH_TIMEOUT_S)
+        self._raise_bases_if_due()
+        changed = self._changed_checkpoints(None, between_batches=not final)
+
+        def write_checkpoints(producer: Producer) -> None:
+            for (topic, partition), checkpoint in changed:
+                self.store.save(producer, topic, partition, checkpoint)
+
+        offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
+        if not self.transactions.commit(write_checkpoints, offsets):
+            self._rewind()
+            return
+        for partition, checkpoint in changed:
+            self._saved_now(partition, checkpoint)
+
+    def _raise_bases_if_due(self) -> None:
+        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
+
+        So a checkpoint's ``scan_from`` keeps up with the targets even where this
+        instance copies nothing, and a take-over scans ~30 s of copies, not their history.
+        """
+        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
+            return
+        self._bases_raised = time.monotonic()
+        ends = listed_ends(self.consumer, list({target for base in self._bases.values() for target in base}))
+        for base in self._bases.values():
+            for target, end in ends.items():
+                base[target] = max(base.get(target, 0), end)
+
+    def _changed_checkpoints(self, partitions: Optional[set[Partition]],
+                             between_batches: bool) -> list[tuple[Partition, Checkpoint]]:
+        """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written.
+
+        ``between_batches``: every record the consumer handed out is handled (not so in a rebalance callback).
+        """
+        assert self.role is not None
+        changed = []
+        fetched_to = self._fetch_positions() if between_batches else {}
+        for partition in self._bases:
+            if partitions is not None and partition not in partitions:
+                continue
+            position = self.tracker.position(partition)
+            if position is None or not self.role.consistent(partition, self.tracker):
+                continue
+            if self.tracker.pending(partition) == 0:
+                # Past the transaction markers after the last record (offsets no record has), so lag reads 0.
+                position = max(position, fetched_to.get(partition, position))
+            scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
+            checkpoint = Checkpoint(position, {target_name(*t): o for t, o in scan_from.items()}, self.role.snapshot(partition))
+            if checkpoint != self._saved.get(partition):
+                changed.append((partition, checkpoint))
+        return changed
+
+    def _fetch_positions(self) -> dict[Partition, int]:
+        """The consumer's position in each owned partition: after the last record handed out and any markers behind it."""
+        try:
+            positions = self.consumer.position([TopicPartition(topic, partition) for topic, partition in self._bases])
+        except KafkaException:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
+
+    def _saved_now(self, partition: Partition, checkpoint: Checkpoint) -> None:
+        self._saved[partition] = checkpoint
+        self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
+
+    def _rewind(self) -> None:
+        """After an aborted transaction: every owned partition back to its last committed checkpoint."""
+        owned = self.owned()
+        self._drop(set(owned))
+        starts = self.take_over(owned)
+        for (topic, partition), offset in starts.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        if owned:
+            self.consumer.resume([TopicPartition(topic, partition) for topic, partition in owned])
+            log.info("Rewound %s to their committed checkpoints",
+                     ", ".join(f"{t}[{p}]@{o}" for (t, p), o in starts.items()))
+
+    def _checkpoint_stored(self, commit: TopicPartition, err: Optional[KafkaError], _msg: Message) -> None:
+        """Delivery report of a checkpoint: commit its offset, or write it again next time."""
+        if err is not None:
+            log.warning("Checkpoint of %s[%d] not stored (%s); writing it again", commit.topic, commit.partition, err.str())
+            self._saved.pop((commit.topic, commit.partition), None)
+            return
+        if (commit.topic, commit.partition) in self._bases:
+            self._commit([commit], asynchronous=True)
+
+    def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:  # the checkpoint is the truth; the next commit catches up
+            log.warning("Offset commit failed (%s); the checkpoint stands", exc)
+
+    def refresh_known(self) -> None:
+        """Every few seconds, the latest checkpoints of every partition: figures that claim the whole group
+        (summary file, average gauges) then show the other members' partitions at most that old."""
+        if time.monotonic() - self._known_refreshed >= KNOWN_REFRESH_S:
+            self._known_refreshed = time.monotonic()
+            self.known = self.store.load()  # owned partitions are reported live, not from here
+
+    def checkpoint_if_due(self) -> None:
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+            self.checkpoint()
+
+    def owned(self) -> list[Partition]:
+        return list(self._bases)
+
+    def close(self) -> None:
+        """Flush, checkpoint and commit what is done, then leave the group: in that order."""
+        try:
+            self.checkpoint(final=True)
+        finally:
+            self.consumer.close()
+            if self.transactions is not None:
+                self.transactions.close()
+            self.copies.close()
+
+    def _drop(self, partitions: set[Partition]) -> None:
+        self.tracker.forget(partitions)
+        self.ledger.forget(partitions)
+        if self.role is not None:
+            self.role.forget(partitions)
+        for partition in partitions:
+            self._bases.pop(partition, None)
+            self._saved.pop(partition, None)

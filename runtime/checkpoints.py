@@ -1,0 +1,116 @@
+"""Per-partition state checkpointed in a compacted Kafka topic, the way Kafka Streams keeps changelogs.
+
+One record per source partition, keyed ``group/topic/partition``, holding
+the next offset to apply and everything needed to resume exactly there: the
+consumer's own state of the partition and where to look for copies made
+after the checkpoint. The latest record of a key wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from runtime.clients import Clients
+from runtime.reading import partitions_of, read_to_end
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_prefix(group: str, topic: str) -> str:
+    return f"{group}/{topic}/"
+
+
+def checkpoint_key(group: str, topic: str, partition: int) -> str:
+    return f"{checkpoint_prefix(group, topic)}{partition}"
+
+
+def partition_checkpoints(checkpoints: dict[str, "Checkpoint"], group: str, topic: str) -> dict[int, "Checkpoint"]:
+    """One group's checkpoints of the partitions of ``topic``, by partition; other keys are ignored."""
+    prefix = checkpoint_prefix(group, topic)
+    return {
+        int(key[len(prefix):]): checkpoint
+        for key, checkpoint in checkpoints.items()
+        if key.startswith(prefix) and key[len(prefix):].isdigit()
+    }
+
+
+def target_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+@dataclass
+class Checkpoint:
+    """Everything below ``next_offset`` is applied; copies made later lie at or after ``scan_from``.
+
+    ``state`` is what the consumer keeps per partition (its role's snapshot),
+    stored beside the two offsets as top-level JSON fields.
+    """
+
+    next_offset: int
+    scan_from: dict[str, int] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps({**self.state, "next_offset": self.next_offset, "scan_from": self.scan_from},
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: Optional[bytes]) -> Optional["Checkpoint"]:
+        """The checkpoint, or None for a tombstone or a record this code did not write."""
+        if not payload:
+            return None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        next_offset, scan_from = data.pop("next_offset", None), data.pop("scan_from", {})
+        if type(next_offset) is not int or next_offset < 0 or not isinstance(scan_from, dict):
+            return None
+        return cls(next_offset, scan_from, data)
+
+
+class CheckpointStore:
+    """Reads and writes checkpoints of one consumer group in the stats topic."""
+
+    def __init__(self, clients: Clients, topic: str, group: str) -> None:
+        self.clients = clients
+        self.topic = topic
+        self.group = group
+        self._latest: dict[str, Checkpoint] = {}
+        self._read_to: dict[tuple[str, int], int] = {}
+
+    def load(self) -> dict[str, Checkpoint]:
+        """The latest checkpoint of each key of this group, read to the end of the topic.
+
+        The first load reads the (compacted) topic from its start; later ones go on from where the last ended.
+        """
+        prefix = f"{self.group}/"
+        starts = {tp: self._read_to.get(tp, 0) for tp in partitions_of(self.clients, [self.topic])}
+        for msg in read_to_end(self.clients, starts, on_end=self._read_to.__setitem__):
+            key = (msg.key() or b"").decode("utf-8", "replace")
+            if not key.startswith(prefix):
+                continue
+            checkpoint = Checkpoint.decode(msg.value())
+            if checkpoint is None:
+                self._latest.pop(key, None)
+            else:
+                self._latest[key] = checkpoint
+        return dict(self._latest)
+
+    def save(
+        self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint,
+        on_delivery: Optional[Callable[[Optional[KafkaError], Message], None]] = None,
+    ) -> None:
+        """Produce a checkpoint; offsets are committed only once it is acknowledged."""
+        key = checkpoint_key(self.group, topic, partition).encode()
+        if on_delivery is None:
+            producer.produce(self.topic, key=key, value=checkpoint.encode())
+        else:
+            producer.produce(self.topic, key=key, value=checkpoint.encode(), on_delivery=on_delivery)

@@ -1,0 +1,241 @@
+"""Building Kafka clients, reporting an unreachable broker in one line, creating topics.
+
+librdkafka reconnects by itself; what it lacks is a readable account of it.
+Its own log lines go through Python logging, minus the per-attempt connection
+failures, which :class:`BrokerStatus` reports once per outage instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from runtime.settings import KafkaSettings
+from runtime.errors import ConfigError, FatalKafkaError
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+# The Java client's partitioner (librdkafka's default is crc32): a key lands in the same
+# partition whichever client wrote it, so our copies and re-drives sit beside a Java
+# producer's records of the same key.
+PRODUCER_BASE = {"partitioner": "murmur2_random"}
+# Every producer of this project: no duplicates from its own retries, nothing acknowledged before it is replicated.
+PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+_REPEAT_NOTICE_S = 30.0
+WARM_UP_TIMEOUT_S = 5.0
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
+class _QuietClientLogs(logging.Filter):
+    """Drop librdkafka lines that BrokerStatus already reports, and role warnings of a shared file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("FAIL ") or "brokers are down" in text:
+            return False
+        return not (text.startswith("CONFWARN ") and ("consumer property" in text or "producer property" in text))
+
+
+_client_log = logging.getLogger("kafka.client")
+_client_log.addFilter(_QuietClientLogs())
+
+
+class BrokerStatus:
+    """Says once, in one line, that the broker is unreachable; repeats at most every 30 s."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._last_notice = float("-inf")
+
+    def unreachable(self, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last_notice >= _REPEAT_NOTICE_S:
+            self._last_notice = now
+            log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, detail)
+
+    def reachable(self) -> None:
+        if self._last_notice != float("-inf"):
+            log.info("Kafka broker at %s is reachable again", self.bootstrap_servers)
+        self._last_notice = float("-inf")
+
+    def error_cb(self, error: KafkaError) -> None:
+        if error.code() in _UNREACHABLE_CODES:
+            self.unreachable(_short(error.str()))
+        elif error.code() == KafkaError._FENCED:
+            log.warning("Kafka client error: %s (the open transaction is void; it is renewed at the next commit)",
+                        error.str())
+        elif error.fatal():
+            raise fatal_error(error)
+        else:
+            log.warning("Kafka client error: %s", error.str())
+
+
+def fatal_error(error: KafkaError) -> FatalKafkaError:
+    """The one line for a client that can no longer work; a fenced transactional producer says why."""
+    if error.code() == KafkaError._FENCED:
+        return FatalKafkaError(
+            f"this instance was fenced ({error.str()}): it stalled past its transaction timeout and its partitions "
+            "moved to another member; nothing it wrote since its last commit is visible. Restart it to rejoin"
+        )
+    return FatalKafkaError(f"fatal Kafka client error: {error.str()}")
+
+
+def _short(detail: str) -> str:
+    return detail.split(": ", 1)[-1] if ": " in detail else detail
+
+
+class Clients:
+    """Builds producers, consumers and admin clients from the user's settings."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.status = BrokerStatus(settings.bootstrap_servers)
+
+    def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any]) -> dict[str, Any]:
+        base = {"client.id": self.client_id, **defaults}
+        config = self.settings.client_config(base, enforced)
+        config["error_cb"] = self.status.error_cb
+        config["logger"] = _client_log
+        return config
+
+    def _build(self, factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
+        try:
+            return factory(config)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid Kafka client setting: {exc.args[0].str()}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid Kafka client setting: {exc}") from None
+
+    def producer(
+        self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}, warm_up: Iterable[str] = ()
+    ) -> Producer:
+        """A producer; with ``warm_up`` topics, connected and holding their metadata before it returns.
+
+        Without that, librdkafka looks the topic up on the first ``produce()``
+        and the first records wait for the answer.
+        """
+        producer = self._build(Producer, self._config({**PRODUCER_BASE, **defaults}, enforced))
+        for topic in warm_up:
+            try:
+                producer.list_topics(topic, timeout=WARM_UP_TIMEOUT_S)
+            except KafkaException as exc:
+                log.debug("No metadata for %s yet (%s); the first records will wait for it", topic, exc.args[0].str())
+        return producer
+
+    def consumer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Consumer:
+        return self._build(Consumer, self._config(defaults, enforced))
+
+    def admin(self) -> AdminClient:
+        return self._build(AdminClient, self._config({}, {}))
+
+
+def ensure_topics(
+    clients: Clients,
+    topics: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    topic_config: Optional[Mapping[str, Mapping[str, str]]] = None,
+    retry_interval_s: float = 2.0,
+) -> bool:
+    """Create the topics that do not exist yet, waiting for the broker as long as it takes.
+
+    Returns False if asked to stop before the topics were there. Existing
+    topics are left as they are (whatever their partition count).
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = clients.admin()
+    while not should_stop():
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+        except KafkaException as exc:
+            clients.status.unreachable(_short(exc.args[0].str()))
+            _wait(retry_interval_s, should_stop)
+            continue
+        clients.status.reachable()
+        missing = [topic for topic in wanted if topic not in existing]
+        if not missing:
+            return True
+        futures = admin.create_topics(
+            [
+                NewTopic(topic, partitions, replication_factor, config=dict((topic_config or {}).get(topic, {})))
+                for topic in missing
+            ],
+            request_timeout=15,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result()
+                log.info("Created topic %s (%d partitions)", topic, partitions)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                if not error.retriable():
+                    raise ConfigError(f"cannot create topic {topic}: {error.str()}") from None
+                log.warning("Could not create topic %s: %s; retrying", topic, error.str())
+                _wait(retry_interval_s, should_stop)
+    return False
+
+
+# The retry consumer bounds each due time by the record's timestamp: the broker's clock, not
+# the stamping host's (brokers that ignore the setting keep the producer's time).
+RETRY_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+# Compacted, so a take-over reads about one checkpoint per key, not the topic's history; segments
+# roll every 10 minutes because the log cleaner never compacts the active one (default: 7 days).
+STATS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "600000"}
+
+
+def ensure_stats_topic(
+    clients: Clients, topic: str, replication_factor: int, should_stop: Callable[[], bool] = lambda: False
+) -> bool:
+    """The compacted checkpoint topic: one partition, so one read gives every key's latest record."""
+    ready = ensure_topics(clients, [topic], 1, replication_factor, should_stop, topic_config={topic: STATS_TOPIC_CONFIG})
+    if ready:
+        require_compacted(clients.admin(), topic)
+    return ready
+
+
+def require_compacted(admin: AdminClient, topic: str) -> None:
+    """Refuse a stats topic that is not compacted: retention would delete live checkpoints, and every
+    take-over would read the topic's whole history."""
+    try:
+        policy = topic_settings(admin, [topic], "cleanup.policy")[topic] or "delete"
+    except KafkaException as exc:
+        log.warning("Cannot check that %s is compacted (%s); make sure it is", topic, exc.args[0].str())
+        return
+    if "compact" not in policy.split(","):
+        raise ConfigError(
+            f"the stats topic {topic} has cleanup.policy={policy}; checkpoints need a compacted topic "
+            f"(kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact)"
+        )
+
+
+def max_message_bytes(admin: AdminClient, topics: list[str]) -> int:
+    """The smallest ``max.message.bytes`` of ``topics``: the largest record batch the broker stores there."""
+    limits = topic_settings(admin, topics, "max.message.bytes").values()
+    return min(int(limit) if limit else KAFKA_DEFAULT_MAX_MESSAGE_BYTES for limit in limits)
+
+
+def topic_settings(admin: AdminClient, topics: list[str], name: str) -> dict[str, Optional[str]]:
+    """One setting of each topic, as the broker describes it; None where it reports none."""
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    settings: dict[str, Optional[str]] = {}
+    for resource, future in admin.describe_configs(resources).items():
+        entry = future.result(15).get(name)
+        settings[resource.name] = entry.value if entry is not None and entry.value else None
+    return settings
+
+
+def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:
+    """Wait up to ``seconds``, returning early once a stop is requested."""
+    deadline = time.monotonic() + seconds
+    while not should_stop() and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll for the stop flag

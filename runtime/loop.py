@@ -1,0 +1,80 @@
+"""The one consumer loop: poll -> handle -> route -> pause while copies pile up -> checkpoint and commit -> figures.
+
+The script hands it a :class:`Handler`: what happens to the records of a
+batch (decode, validate, process, route) and, as its
+:class:`runtime.partition_role.PartitionRole`, what it keeps per partition.
+Figures are an :class:`Observer`'s, beside the work. On a stop request the
+loop ends after its batch, then flushes, checkpoints, commits and closes
+(:meth:`runtime.wiring.Wiring.close`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from confluent_kafka import KafkaError, Message
+
+from runtime.backpressure import Backpressure
+from runtime.offsets import Partition
+from runtime.partition_role import PartitionRole
+from runtime.reading import next_batch
+from runtime.shutdown import StopFlag
+from runtime.wiring import Wiring
+
+log = logging.getLogger(__name__)
+
+
+class Handler(PartitionRole, Protocol):
+    """What the script does with each batch, and what it keeps per partition."""
+
+    held: set[Partition]  # partitions the handler paused for its own reasons; backpressure leaves them paused
+
+    def handle(self, records: list[Message]) -> None:
+        """decode -> validate -> process -> route each record (copies through ``wiring.copies``)."""
+
+    def poll_timeout_s(self) -> float:
+        """How long the next poll may wait for a record."""
+
+
+class Observer(Protocol):
+    def after_batch(self, records: list[Message], started: float) -> None:
+        """After each loop: latency, counts, summaries (``started``: monotonic time the handling began)."""
+
+    def finish(self) -> None:
+        """After the final checkpoint: the last figures."""
+
+
+def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag) -> None:
+    """Subscribe to the plan's sources and run the loop until ``stop``; then shut down in order."""
+    consumer, checkpointed, copies = wiring.consumer, wiring.checkpointed, wiring.copies
+    backpressure = Backpressure(consumer, copies)
+    checkpointed.subscribe(list(wiring.plan.sources), handler)
+    try:
+        while not stop.requested:
+            batch = next_batch(consumer, wiring.settings.batch_size,
+                               0 if backpressure.paused else handler.poll_timeout_s())     # poll
+            records = without_errors(batch)
+            started = time.monotonic()
+            handler.handle(records)                                  # decode -> validate -> process -> route
+            copies.serve()                                           # hand copies over, take acknowledgements
+            checkpointed.producer.poll(0)                            # delivery reports of the checkpoints
+            backpressure.apply(checkpointed.owned(), handler.held)   # pause while copies pile up
+            checkpointed.checkpoint_if_due()                         # checkpoint and commit, or the transaction
+            observer.after_batch(records, started)                   # figures
+        log.info("Shutting down: flushing copies, checkpointing, committing, closing the consumer")
+    finally:
+        wiring.close()
+        observer.finish()
+
+
+def without_errors(batch: list[Message]) -> list[Message]:
+    """The records of a batch; error events are logged (end-of-partition is no error)."""
+    records = [msg for msg in batch if msg.error() is None]
+    if len(records) != len(batch):
+        for msg in batch:
+            error = msg.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                log.warning("Consumer error: %s", error.str())
+    return records

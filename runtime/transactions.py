@@ -1,0 +1,168 @@
+"""Exactly-once with Kafka transactions: copies, checkpoints and consumed offsets commit together.
+
+One transactional producer per instance (confluent-kafka-python's
+``examples/eos-transactions.py``): every routed copy and every checkpoint is
+produced inside the open transaction, and the consumed offsets join it with
+``send_offsets_to_transaction``, which carries the consumer group's
+generation. A member that stalled past its session (a zombie) and lost its
+partitions is refused by the group coordinator at that step, so its
+transaction aborts and nothing it wrote becomes visible to ``read_committed``
+readers. The guarantee needs a broker whose transactions hold: Apache Kafka
+does; Tansu delivers aborted records (``python -m bench.broker_differences``),
+so there ``auto`` chooses at-least-once, which the copy scan of
+:mod:`runtime.copies` keeps free of duplicates after crashes, not after stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any, Callable, Optional
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from runtime.clients import fatal_error
+from runtime.settings import AT_LEAST_ONCE, AUTO, EXACTLY_ONCE, ConsumerSettings
+
+log = logging.getLogger(__name__)
+
+TRANSACTION_TIMEOUT_S = 30.0
+OFFSETS_DEADLINE_S = TRANSACTION_TIMEOUT_S + 5
+COMMIT_ATTEMPTS = 3
+# A broker with a transaction coordinator reports the settings of its transaction state log.
+_COORDINATOR_SETTING = "transaction.state.log.replication.factor"
+
+
+def resolve_guarantee(choice: str, admin: AdminClient) -> tuple[str, str]:
+    """The guarantee to run with, and why (for the start-up line)."""
+    if choice != AUTO:
+        return choice, "asked for"
+    if has_transaction_coordinator(admin):
+        return EXACTLY_ONCE, "auto: the broker has a transaction coordinator"
+    return AT_LEAST_ONCE, "auto: the broker reports no transaction coordinator"
+
+
+def has_transaction_coordinator(admin: AdminClient) -> bool:
+    brokers = admin.list_topics(timeout=15).brokers
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+    [future] = admin.describe_configs([resource]).values()
+    try:
+        return _COORDINATOR_SETTING in future.result(15)
+    except KafkaException:
+        return False
+
+
+# A crashed instance's open transaction holds back read_committed readers until it times out (default 60 s).
+TRANSACTION_DEFAULTS = {"transaction.timeout.ms": 10_000}
+
+
+def transactional_id(settings: ConsumerSettings) -> str:
+    return settings.transactional_id or f"{settings.group_id}-{socket.gethostname()}-{os.getpid()}"
+
+
+class Transactions:
+    """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next.
+
+    A producer fenced for good (its transaction timed out on the coordinator
+    during a stall or a broker outage) is replaced by a new one with the same
+    transactional.id, and the users of the old one are told (``on_renewed``).
+    """
+
+    def __init__(self, new_producer: Callable[[], Producer], group_metadata: Callable[[], Any]) -> None:
+        self.new_producer = new_producer
+        self.group_metadata = group_metadata
+        self.on_renewed: list[Callable[[Producer], None]] = []
+        self.producer = self._start()
+
+    def _start(self) -> Producer:
+        producer = self.new_producer()
+        producer.init_transactions(TRANSACTION_TIMEOUT_S)
+        producer.begin_transaction()
+        return producer
+
+    def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:
+        """Produce with ``write_last`` (the checkpoints), then commit them, what was produced before, and ``offsets``.
+
+        False if the transaction was aborted instead: the caller rewinds to the last committed state.
+        """
+        try:
+            write_last(self.producer)
+            if offsets:
+                self._send_offsets(offsets)
+            self._commit_with_retries()
+        except KafkaException as exc:
+            self._failed(exc.args[0], "the transaction could not commit")
+            return False
+        except TimeoutError:
+            self._renew(None, f"the offsets were not added to the transaction within {OFFSETS_DEADLINE_S:.0f} s")
+            return False
+        self.producer.begin_transaction()
+        return True
+
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        """``send_offsets_to_transaction`` under a deadline of our own: librdkafka 2.16 can block in it for good
+        once the group coordinator's broker went away (confluentinc/librdkafka#5456, #5511)."""
+        outcome: list[BaseException | None] = []
+        metadata = self.group_metadata()
+
+        def call() -> None:
+            try:
+                self.producer.send_offsets_to_transaction(offsets, metadata, TRANSACTION_TIMEOUT_S)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, name="send-offsets", daemon=True)
+        caller.start()
+        caller.join(OFFSETS_DEADLINE_S)
+        if not outcome:
+            raise TimeoutError  # the call stays blocked in the old producer, which is replaced
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def abort(self, why: str) -> None:
+        """Discard every copy, checkpoint and offset of the open transaction, and open the next."""
+        log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
+        try:
+            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise fatal_error(exc.args[0]) from None
+            self._renew(exc.args[0], "the transaction could not abort")
+
+    def _failed(self, error: KafkaError, what: str) -> None:
+        """After any failure inside the transaction (a refused offset commit, a copy that timed out, a produce
+        refused because the transaction had already failed): abort it, or renew a fenced producer."""
+        if error.fatal():
+            self._renew(error, what)
+        else:
+            self.abort(f"{what} ({error.str()}); this member was fenced, lost its partitions, or the broker failed")
+
+    def _renew(self, error: Optional[KafkaError], what: str) -> None:
+        why = f"was fenced ({error.str()})" if error is not None else "is stuck"
+        log.warning("%s: this instance's producer %s; its open transaction is void. Starting a new producer with "
+                    "the same transactional.id, which fences the old one", what, why)
+        self.producer = self._start()
+        for renewed in self.on_renewed:
+            renewed(self.producer)
+
+    def close(self) -> None:
+        """Abort what the last commit did not take (after a failed final checkpoint)."""
+        try:
+            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            log.debug("No transaction to abort at close (%s)", exc.args[0].str())
+
+    def _commit_with_retries(self) -> None:
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                self.producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.warning("Transaction commit not confirmed (%s); trying again", exc.args[0].str())

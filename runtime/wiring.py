@@ -1,0 +1,106 @@
+"""Wiring of a checkpointed consumer: topics, clients, the delivery guarantee, the copies.
+
+Built in each script's ``main()``, never at import. With exactly-once (chosen
+by the settings' guarantee), one transactional producer makes the copies and
+the checkpoints; with at-least-once an idempotent producer makes them, in
+this thread or, where the plan asks for it, in a :class:`RoutingWorker` process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from confluent_kafka import Consumer
+
+from runtime.checkpointed import CheckpointedConsumer
+from runtime.checkpoints import CheckpointStore
+from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes
+from runtime.routing import AckCallback, Copies, Router, TooLargeRecipe
+from runtime.routing_worker import RoutingWorker, WorkerSpec
+from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
+from runtime.transactions import TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
+
+CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "isolation.level": "read_committed"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a checkpointed consumer reads, where its copies go, and how its clients are tuned."""
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    dead_letter_topic: str
+    too_large: TooLargeRecipe  # the headers of a dead letter that stands in for a value too large to copy
+    consumer_defaults: Mapping[str, Any] = field(default_factory=dict)
+    producer_defaults: Mapping[str, Any] = field(default_factory=dict)
+    topic_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # of topics it creates
+    copies_in_worker: bool = False  # at-least-once: copies made by a child process (see RoutingWorker)
+
+
+@dataclass
+class Wiring:
+    """The clients of a checkpointed consumer, built in ``main()``."""
+
+    settings: ConsumerSettings
+    plan: Plan
+    consumer: Consumer
+    checkpointed: CheckpointedConsumer
+    guarantee: str  # for the start-up line: "exactly-once (auto: ...)"
+
+    @property
+    def copies(self) -> Copies:
+        return self.checkpointed.copies
+
+    def close(self) -> None:
+        """Flush, checkpoint, commit, leave the group, stop the copies (:meth:`CheckpointedConsumer.close`)."""
+        self.checkpointed.close()
+
+
+def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_stop: Callable[[], bool]) -> Optional[Wiring]:
+    """Create the topics, then the clients, checkpoint store and copies; None if stopped while waiting for the broker."""
+    clients = Clients(kafka, settings.group_id)
+    topics = list(dict.fromkeys([*plan.sources, *plan.targets]))
+    if not (
+        ensure_topics(clients, topics, kafka.partitions, kafka.replication_factor, should_stop,
+                      topic_config=plan.topic_config)
+        and ensure_stats_topic(clients, settings.stats_topic, kafka.replication_factor, should_stop)
+    ):
+        return None
+    guarantee, why = resolve_guarantee(settings.guarantee, clients.admin())
+    transactional = guarantee == EXACTLY_ONCE
+    in_worker = plan.copies_in_worker and not transactional
+    if transactional:
+        producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
+        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": transactional_id(settings)}
+    else:
+        # Copies wait out a broker outage (the sources pause, see throttle()); a copy that times out could
+        # only stop the script, since sending it again might duplicate it.
+        producer_defaults = {**plan.producer_defaults, "message.timeout.ms": 0}
+        producer_enforced = PRODUCER_ENFORCED
+    consumer = clients.consumer(plan.consumer_defaults, {**CONSUMER_ENFORCED, "group.id": settings.group_id})
+    transactions = None
+    if transactional:
+        transactions = Transactions(lambda: clients.producer(producer_defaults, producer_enforced),
+                                    consumer.consumer_group_metadata)
+        producer = transactions.producer
+    else:
+        warm_up = [settings.stats_topic] if in_worker else [*plan.targets, settings.stats_topic]
+        producer = clients.producer(producer_defaults, producer_enforced, warm_up=warm_up)
+
+    def make_copies(on_acked: AckCallback) -> Copies:
+        if in_worker:
+            spec = WorkerSpec(kafka, settings.group_id, plan.dead_letter_topic, plan.too_large, plan.targets,
+                              producer_defaults, PRODUCER_ENFORCED, logging.getLevelName(logging.getLogger().level))
+            return RoutingWorker(spec, on_acked)
+        limit = max_message_bytes(clients.admin(), list(plan.targets)) if transactional else None
+        return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, transaction_max_bytes=limit)
+
+    store = CheckpointStore(clients, settings.stats_topic, settings.group_id)
+    checkpointed = CheckpointedConsumer(clients, consumer, producer, store, list(plan.targets), make_copies, transactions)
+    if transactions is not None:
+        router = checkpointed.copies
+        assert isinstance(router, Router)  # exactly-once copies are made in this thread, inside the transaction
+        transactions.on_renewed += [checkpointed.use_producer, router.use_producer]
+    return Wiring(settings, plan, consumer, checkpointed, f"{guarantee} ({why})")
