@@ -18,19 +18,19 @@ from tests.kafka_helpers import ROOT, alive, descendants, read_json, scrape, wai
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) is not installed")
-@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.kraft.yml"])
-def test_compose_file_is_valid_and_binds_only_to_loopback(compose_file: str):
-    result = subprocess.run(["docker-compose", "-f", compose_file, "config"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60)
+@pytest.mark.parametrize("profile", [[], ["--profile", "monitoring"]], ids=["kafka", "monitoring"])
+def test_compose_file_is_valid_and_binds_only_to_loopback(profile: list[str]):
+    result = subprocess.run(["docker-compose", *profile, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     published = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("- ") and ":" in line and "/tcp" in line]
     assert published, result.stdout
     assert all(line.startswith("- 127.0.0.1:") for line in published), published
 
 
-def test_kraft_compose_runs_the_apache_kafka_version_the_suite_tests():
-    images = re.findall(r"image:\s*(\S+)", (ROOT / "docker-compose.kraft.yml").read_text())
-    assert images == [f"apache/kafka:{kafka_version()}"]
+def test_compose_runs_the_apache_kafka_version_the_suite_tests():
+    images = re.findall(r"image:\s*(\S+)", (ROOT / "docker-compose.yml").read_text())
+    assert images[0] == f"apache/kafka:{kafka_version()}"
+    assert not any("zookeeper" in image or "cp-kafka" in image for image in images)
 
 
 def _free_port_run(count: int) -> int:
