@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 from domain.backoff import BackoffPolicy
 from domain.codecs import CODECS, Codec
+from domain.failures import FailureSimulator
 from runtime.settings import DEFAULT_BOOTSTRAP, GUARANTEES, AUTO, ConsumerSettings, KafkaSettings
 
 
@@ -190,14 +190,23 @@ def codec(args: argparse.Namespace) -> Codec:
     return CODECS[args.message_format]
 
 
+def add_failure_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulated failures, for demos and tests")
+    group.add_argument("--fail-rate", type=probability, default=env("FAIL_RATE", "0"),
+                       help="the chance that one processing attempt fails transiently; 0 = none (env FAIL_RATE) %(default)s")
+    group.add_argument("--fail-product", default=env("FAIL_PRODUCT", "") or None,
+                       help="every attempt for this product fails, so it ends in the DLQ (env FAIL_PRODUCT)")
+    group.add_argument("--seed", type=int, default=env("FAIL_SEED", "0"),
+                       help="seed of the failure schedule (env FAIL_SEED) %(default)s")
+
+
+def failure_simulator(args: argparse.Namespace) -> FailureSimulator:
+    return FailureSimulator(args.fail_rate, args.fail_product, args.seed)
+
+
 def add_metrics_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("metrics")
     group.add_argument("--metrics-port", type=int, default=env("METRICS_PORT", "") or None,
                        help="serve Prometheus metrics on this port (env METRICS_PORT; off unless given)")
     group.add_argument("--metrics-addr", default=env("METRICS_ADDR", "127.0.0.1"),
                        help="address to serve metrics on (env METRICS_ADDR) %(default)s; 0.0.0.0 for Prometheus in Docker")
-
-
-def optional_text(value: Optional[str]) -> Optional[str]:
-    """An empty flag or environment value means none."""
-    return value or None

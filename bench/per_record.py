@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from app.settings import Retries, Topics
 from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
-from consumer.main_consumer import PRODUCER_DEFAULTS, MainHandler
+from consumer.main_consumer import MainHandler
 from devbroker import TansuBroker, free_port
 from domain.average import RunningAverage
 from domain.backoff import BackoffPolicy
@@ -36,7 +36,7 @@ from runtime.clients import PRODUCER_ENFORCED, Clients
 from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog
 from runtime.offsets import OffsetTracker
-from runtime.routing import Copies, Router
+from runtime.routing import COPY_PRODUCER_DEFAULTS, Copies, Router
 from runtime.routing_worker import RoutingWorker, WorkerSpec
 from runtime.settings import KafkaSettings
 
@@ -65,16 +65,16 @@ def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[Mai
     copies: Copies
     if in_worker:
         spec = WorkerSpec(kafka, "bench", topics.dlq, too_large_headers, (topics.retry, topics.dlq),
-                          PRODUCER_DEFAULTS, PRODUCER_ENFORCED, "WARNING")
+                          COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, "WARNING")
         copies = RoutingWorker(spec, acked)
     else:
-        producer = Clients(kafka, "bench").producer(PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
+        producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
         copies = Router(producer, topics.dlq, too_large_headers, acked)
     handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
                           RunningAverage(), EventLog(logging.getLogger("bench"), lambda elapsed: ""))
     for partition in range(PARTITIONS):
         tracker.start((topics.orders, partition), 0)
-        handler.restore((topics.orders, partition), None, {})
+        handler.restore((topics.orders, partition), None)
     return handler, copies
 
 

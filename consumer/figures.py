@@ -3,7 +3,7 @@
 It observes the handler's running average once per loop and publishes what
 changed. Figures say what they cover: this instance's partitions, or the
 whole group (the other partitions as last checkpointed, at most a few
-seconds old: :meth:`runtime.checkpointed.CheckpointedConsumer.refresh_known`).
+seconds old).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from confluent_kafka import Message
 from app import metrics
 from app.settings import Topics
 from domain.average import PartitionStats, RunningAverage, fmt
-from runtime.checkpoints import partition_checkpoints
+from runtime.checkpoints import Checkpoint, partition_checkpoints
 from runtime.metrics import CounterSync, observe_batch, publish_lag
 from runtime.summary import write_json_atomic
 from runtime.wiring import Wiring
@@ -26,6 +26,7 @@ from runtime.wiring import Wiring
 log = logging.getLogger("main-consumer")
 
 SUMMARY_INTERVAL_S = 0.5
+OTHERS_REFRESH_S = 3.0
 
 
 class MainFigures:
@@ -37,11 +38,15 @@ class MainFigures:
         self._routed: Counter[tuple[str, ...]] = Counter()
         self._window_processed = 0
         self._last_summary = time.monotonic()
+        self._others: dict[str, Checkpoint] = {}  # the group's checkpoints, for the partitions other members own
+        self._others_read = float("-inf")
 
     def after_batch(self, records: list[Message], started: float) -> None:
         observe_batch(records, started, metrics.PROCESSING_SECONDS, metrics.END_TO_END_SECONDS)
         if time.monotonic() - self._last_summary >= SUMMARY_INTERVAL_S:
-            self.wiring.checkpointed.refresh_known()
+            if time.monotonic() - self._others_read >= OTHERS_REFRESH_S:
+                self._others = self.wiring.checkpointed.store.load()
+                self._others_read = time.monotonic()
             totals = self.whole_group()
             write_summary(self.summary_file, totals)
             self.publish(totals)
@@ -55,7 +60,7 @@ class MainFigures:
 
     def whole_group(self) -> PartitionStats:
         """Owned partitions as they are now, the others as last checkpointed."""
-        known, group = self.wiring.checkpointed.known, self.wiring.settings.group_id
+        known, group = self._others, self.wiring.settings.group_id
         others = [
             PartitionStats.of(checkpoint.state)
             for topic in (self.topics.orders, self.topics.redrive)

@@ -18,54 +18,35 @@ import logging
 from itertools import groupby
 from typing import Any, Optional
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Message
 
 from app import settings as flags
-from app.settings import env, probability
+from app.settings import env
 from consumer.figures import MainFigures
 from consumer.schema_registry import registry_decoder
+from domain.average import PartitionStats, RunningAverage
 from domain.codecs import Codec
 from domain.codecs.framing import FramedDecoder
-from domain.average import PartitionStats, RunningAverage
-from domain.order import RETRY, Verdict, attempt_of, evaluate
 from domain.failures import FailureSimulator
 from domain.headers import dead_letter_headers, retry_headers, too_large_headers
+from domain.order import RETRY, Verdict, attempt_of, evaluate
 from runtime import metrics
 from runtime.cli import run
-from runtime.clients import RETRY_TOPIC_CONFIG
+from runtime.clients import DRAINING_CONSUMER_DEFAULTS, RETRY_TOPIC_CONFIG
 from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog, setup_logging
 from runtime.loop import consume
 from runtime.offsets import OffsetTracker, Partition
-from runtime.partition_role import Copied
-from runtime.routing import ROUTED_MESSAGE_MAX_BYTES, Copies, key_text, now_ms
+from runtime.provenance import Source
+from runtime.routing import Copies, key_text, now_ms
 from runtime.shutdown import StopFlag
 from runtime.wiring import Plan, wire
 
 log = logging.getLogger("main-consumer")
 
-CONSUMER_DEFAULTS = {
-    "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "cooperative-sticky",
-    # Memory: a bounded prefetch queue, and fetches of at most 2 MB per partition, 8 MB in all (a fetch
-    # response is held whole while any of its records waits; docs/performance.md measures the peak).
-    "fetch.max.bytes": 8_388_608, "max.partition.fetch.bytes": 2_097_152,
-    "queued.max.messages.kbytes": 16_384, "queued.min.messages": 20_000,
-    # Fetch again 10 ms after the prefetch queue was full (not 1 s), and let the broker hold an empty fetch
-    # 10 ms at most (Tansu waits it out, adding it to every record's latency).
-    "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 10,
-}
-PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
-
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m consumer.main_consumer", description=__doc__.split("\n")[0])
-    parser.add_argument("--fail-rate", type=probability, default=env("FAIL_RATE", "0"),
-                        help="simulated failures, for demos and tests: the chance that one processing attempt fails "
-                        "transiently; 0 = none (env FAIL_RATE) %(default)s")
-    parser.add_argument("--fail-product", default=env("FAIL_PRODUCT", "") or None,
-                        help="every attempt for this product fails, so it ends in the DLQ (env FAIL_PRODUCT)")
-    parser.add_argument("--seed", type=int, default=env("FAIL_SEED", "0"), help="seed of the failure schedule (env FAIL_SEED) %(default)s")
     parser.add_argument("--summary-file", default=env("SUMMARY_FILE", "") or None, metavar="PATH",
                         help="the whole group's figures as JSON, replaced atomically at least once a second (env SUMMARY_FILE)")
     parser.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL", "") or None, metavar="URL",
@@ -74,6 +55,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--routing-worker", action="store_true", default=env("ROUTING_WORKER", "") == "1",
                         help="at-least-once: retry and DLQ copies made by a child process, so that this one only "
                         "decides (env ROUTING_WORKER=1; docs/performance.md measures the gain)")
+    flags.add_failure_args(parser)
     flags.add_consumer_args(parser, "MAIN_GROUP_ID", "orders-main")
     flags.add_backoff_args(parser)
     flags.add_connection_args(parser)
@@ -91,7 +73,6 @@ class MainHandler:
         self.copies, self.tracker, self.topics, self.retries = copies, tracker, topics, retries
         self.simulator, self.codec, self.framed = simulator, codec, framed
         self.average, self.events = average, events
-        self.routed_before: dict[Partition, Copied] = {}
         self.held: set[Partition] = set()
 
     def handle(self, records: list[Message]) -> None:
@@ -100,13 +81,10 @@ class MainHandler:
             stats = self.average.partitions.get(partition)
             if stats is None:
                 continue  # revoked while this batch was fetched; the new owner reads it
-            routed_before, lines_left = self.routed_before[partition], self.events.lines_left()
+            lines_left = self.events.lines_left()
             count, total, last_offset = 0, 0.0, -1
             for msg in run_of_records:
                 last_offset = msg.offset()
-                if routed_before and last_offset in routed_before:
-                    self._routed_before_restart(msg, partition, stats, routed_before.pop(last_offset))
-                    continue
                 outcome = evaluate(msg.value(), msg.headers(), self.simulator, self.codec, self.framed)
                 if type(outcome) is dict:  # processed: the order itself, nothing else built for it
                     count, total = count + 1, total + outcome["price"]
@@ -152,31 +130,19 @@ class MainHandler:
             self.events.event("Dead-lettering %s[%d]@%d key=%s -> %s: %s", msg.topic(), msg.partition(), msg.offset(),
                               key_text(msg), self.topics.dlq, failure.reason, level=logging.WARNING)
 
-    def _routed_before_restart(self, msg: Message, partition: Partition, stats: PartitionStats,
-                               copy: tuple[str, int, int]) -> None:
-        """A record whose copy the previous owner made after its last checkpoint: count it, do not copy it again."""
-        if copy[0] == self.topics.retry:
-            stats.retried += 1
-        else:
-            stats.dead_lettered += 1
-        self.tracker.track(partition, msg.offset())
-        self.tracker.complete(partition, msg.offset())
-        self.events.event("Skipping %s[%d]@%d: already routed to %s[%d]@%d before the restart", msg.topic(),
-                          msg.partition(), msg.offset(), *copy)
-
     def poll_timeout_s(self) -> float:
         return 0.5
 
     # PartitionRole: each partition's running average travels in its checkpoint
-    def start_without_checkpoint(self, _consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
-        return {partition: 0 for partition in partitions}  # rebuild the state from the first record
-
-    def restore(self, partition: Partition, state: Optional[dict[str, Any]], copied: Copied) -> None:
+    def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
         self.average.partitions[partition] = PartitionStats.of(state)
-        self.routed_before[partition] = dict(copied)
 
-    def consistent(self, partition: Partition, tracker: OffsetTracker) -> bool:
-        return tracker.pending(partition) == 0
+    def already_copied(self, partition: Partition, copy: Source) -> None:
+        stats = self.average.partitions[partition]
+        if copy[0] == self.topics.retry:
+            stats.retried += 1
+        else:
+            stats.dead_lettered += 1
 
     def snapshot(self, partition: Partition) -> dict[str, Any]:
         return self.average.partitions[partition].state()
@@ -184,7 +150,6 @@ class MainHandler:
     def forget(self, partitions: set[Partition]) -> None:
         for partition in partitions:
             self.average.partitions.pop(partition, None)
-            self.routed_before.pop(partition, None)
 
 
 def _partition_of(msg: Message) -> Partition:
@@ -197,15 +162,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     stop = StopFlag().install()
     topics, codec = flags.topics(args), flags.codec(args)
     plan = Plan(sources=(topics.orders, topics.redrive), targets=(topics.retry, topics.dlq), dead_letter_topic=topics.dlq,
-                too_large=too_large_headers, consumer_defaults=CONSUMER_DEFAULTS, producer_defaults=PRODUCER_DEFAULTS,
-                topic_config={topics.retry: RETRY_TOPIC_CONFIG}, copies_in_worker=args.routing_worker)
+                too_large=too_large_headers, consumer_defaults=DRAINING_CONSUMER_DEFAULTS,
+                topic_config={topics.retry: RETRY_TOPIC_CONFIG}, copies_in_worker=args.routing_worker,
+                settled_only=True)  # its counts include copies asked for
     wiring = wire(flags.kafka_settings(args), flags.consumer_settings(args), plan, lambda: stop.requested)
     if wiring is None:
         return 0
     average = RunningAverage()
     figures = MainFigures(wiring, average, topics, args.summary_file)
     handler = MainHandler(wiring.copies, wiring.checkpointed.tracker, topics, flags.retries(args),
-                          FailureSimulator(args.fail_rate, args.fail_product, args.seed), codec,
+                          flags.failure_simulator(args), codec,
                           registry_decoder(args.schema_registry_url, codec, topics.orders), average,
                           EventLog(log, figures.summary_line))
     log.info("Consuming %s (%s) and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",

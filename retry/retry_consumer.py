@@ -21,11 +21,11 @@ from typing import Any, Optional
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from app import metrics as figures
 from app import settings as flags
 from app.settings import env, positive_int
 from domain.headers import REASON_EXHAUSTED, dead_letter_headers, get_retry_count, too_large_headers
 from domain.retry import RetrySchedule, due_time_ms, exhausted_failure
+from retry.figures import RetryFigures
 from runtime import metrics
 from runtime.cli import run
 from runtime.clients import RETRY_TOPIC_CONFIG
@@ -33,15 +33,13 @@ from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog, setup_logging
 from runtime.loop import consume
 from runtime.offsets import OffsetTracker, Partition
-from runtime.partition_role import Copied
-from runtime.routing import ROUTED_MESSAGE_MAX_BYTES, Copies, key_text, now_ms
+from runtime.provenance import Source
+from runtime.routing import Copies, key_text, now_ms
 from runtime.shutdown import StopFlag
 from runtime.wiring import Plan, wire
 
 log = logging.getLogger("retry-consumer")
 
-CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
-PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
 MAX_POLL_WAIT_S = 0.5
 
 
@@ -74,7 +72,6 @@ class RetryHandler:
         self.schedule: RetrySchedule[Message] = RetrySchedule()
         self.held: set[Partition] = set()  # paused: too many records waiting
         self.counts: dict[Partition, PartitionCounts] = {}
-        self.forwarded_before: dict[Partition, Copied] = {}
         self.redriven = self.dead_lettered = self.max_lateness_ms = 0
         self.lateness_ms: list[int] = []  # of re-drives not yet observed by the figures
         self.events = EventLog(log, self._summary_line)
@@ -91,17 +88,6 @@ class RetryHandler:
         if partition not in self.counts:
             return  # revoked while this batch was fetched; the new owner reads it
         self.tracker.track(partition, msg.offset())
-        copy = self.forwarded_before.get(partition, {}).pop(msg.offset(), None)
-        if copy is not None:  # counted in the partition's checkpoint, not as this instance's work
-            counts = self.counts[partition]
-            if copy[0] == self.topics.dlq:
-                counts.dead_lettered += 1
-            else:
-                counts.redriven += 1
-            self.tracker.complete(partition, msg.offset())
-            self.events.event("Skipping %s[%d]@%d: already forwarded to %s[%d]@%d before the restart", *partition,
-                              msg.offset(), *copy)
-            return
         retry_count = get_retry_count(msg.headers())
         if retry_count > self.retries.max_retries:
             failure = exhausted_failure(msg.headers(), retry_count)
@@ -151,18 +137,18 @@ class RetryHandler:
         next_due = self.schedule.next_due_ms()
         return MAX_POLL_WAIT_S if next_due is None else min(MAX_POLL_WAIT_S, max(0.0, (next_due - now_ms()) / 1000))
 
-    # PartitionRole: the position and the forwarded copies survive restarts
-    def start_without_checkpoint(self, consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
-        """No checkpoint yet: the group's committed offset, else the beginning."""
-        committed = consumer.committed([TopicPartition(*p) for p in partitions], timeout=30)
-        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+    # PartitionRole: what was forwarded, per partition, survives restarts
+    def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
+        self.counts[partition] = PartitionCounts(int((state or {}).get("redriven", 0)),
+                                                 int((state or {}).get("dead_lettered", 0)))
 
-    def restore(self, partition: Partition, state: Optional[dict[str, Any]], copied: Copied) -> None:
-        self.counts[partition] = PartitionCounts(**(state or {}))
-        self.forwarded_before[partition] = dict(copied)
-
-    def consistent(self, partition: Partition, tracker: OffsetTracker) -> bool:
-        return True  # records beyond the position are found again by the copy scan
+    def already_copied(self, partition: Partition, copy: Source) -> None:
+        """Counted in the partition's checkpoint, not as this instance's work."""
+        counts = self.counts[partition]
+        if copy[0] == self.topics.dlq:
+            counts.dead_lettered += 1
+        else:
+            counts.redriven += 1
 
     def snapshot(self, partition: Partition) -> dict[str, Any]:
         counts = self.counts[partition]
@@ -174,29 +160,6 @@ class RetryHandler:
         self.held -= partitions
         for partition in partitions:
             self.counts.pop(partition, None)
-            self.forwarded_before.pop(partition, None)
-
-
-class RetryFigures:
-    """The runtime's :class:`runtime.loop.Observer` for the retry consumer: its counts as Prometheus metrics."""
-
-    def __init__(self, handler: RetryHandler) -> None:
-        self.handler = handler
-        self._redriven = metrics.CounterSync(figures.REDRIVEN)
-        self._exhausted = metrics.CounterSync(figures.DEAD_LETTERED.labels(reason=REASON_EXHAUSTED))
-
-    def after_batch(self, records: list[Message], started: float) -> None:
-        self._redriven.publish(self.handler.redriven)
-        self._exhausted.publish(self.handler.dead_lettered)
-        figures.RETRY_WAITING.set(len(self.handler.schedule))
-        for lateness in self.handler.lateness_ms:
-            figures.RETRY_LATENESS_SECONDS.observe(lateness / 1000)
-        self.handler.lateness_ms.clear()
-
-    def finish(self) -> None:
-        log.info("Stopped. re-driven=%d dead-lettered=%d; %d waiting record(s) stay in %s for the next run",
-                 self.handler.redriven, self.handler.dead_lettered, len(self.handler.schedule),
-                 self.handler.topics.retry)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -205,8 +168,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     stop = StopFlag().install()
     topics = flags.topics(args)
     plan = Plan(sources=(topics.retry,), targets=(topics.redrive, topics.dlq), dead_letter_topic=topics.dlq,
-                too_large=too_large_headers, consumer_defaults=CONSUMER_DEFAULTS, producer_defaults=PRODUCER_DEFAULTS,
-                topic_config={topics.retry: RETRY_TOPIC_CONFIG})
+                too_large=too_large_headers, topic_config={topics.retry: RETRY_TOPIC_CONFIG}, fresh_from_committed=True)
     wiring = wire(flags.kafka_settings(args), flags.consumer_settings(args), plan, lambda: stop.requested)
     if wiring is None:
         return 0

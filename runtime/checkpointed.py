@@ -1,18 +1,14 @@
 """A consumer that resumes each partition exactly where its last checkpoint left off.
 
-Shared by the main and retry consumers; what each keeps per partition is
-their own (:class:`runtime.partition_role.PartitionRole`). The cycle, once a
-second, on revoke and at shutdown, is the one Quix Streams uses: flush the
-routed copies (every copy acknowledged) -> write the checkpoints -> commit
-the offsets. With exactly-once, the checkpoints and offsets join the copies
-in one Kafka transaction (:mod:`runtime.transactions`); an aborted one
-rewinds every partition to its last committed checkpoint. Without, offsets
-are committed once their checkpoint is stored: the checkpoints are the
-truth, the committed offsets follow them so that lag tools see progress.
-
-On assignment: load the latest checkpoints, find the copies made after them
-(:mod:`runtime.copies`), hand both to the role, and start each partition at
-its checkpoint's offset.
+What it keeps per partition is the handler's (:class:`runtime.partition_role.PartitionRole`).
+The cycle, once a second, on revoke and at shutdown, is Quix Streams': flush
+the copies -> write the checkpoints -> commit the offsets. With exactly-once
+they join the copies in one transaction (:mod:`runtime.transactions`); an
+aborted one rewinds every partition to its last committed checkpoint.
+Without, an offset is committed once its checkpoint is stored: the
+checkpoints are the truth, the offsets follow so that lag tools see progress.
+On assignment: load the checkpoints, find the copies made after them
+(:mod:`runtime.copies`), and start each partition at its checkpoint's offset.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
 from runtime.clients import Clients
-from runtime.copies import CopyLedger, find_copies, listed_ends
+from runtime.copies import CopiedBefore, CopyLedger, find_copies, listed_ends
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
 from runtime.provenance import Source
@@ -40,7 +36,6 @@ CHECKPOINT_INTERVAL_S = 1.0
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
 RAISE_BASES_INTERVAL_S = 30.0
-KNOWN_REFRESH_S = 3.0
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -58,8 +53,17 @@ class CheckpointedConsumer:
         target_topics: list[str],
         make_copies: Callable[[AckCallback], Copies],
         transactions: Optional[Transactions] = None,
+        fresh_from_committed: bool = False,
+        settled_only: bool = False,
     ) -> None:
-        """``make_copies(on_acked)``: what makes the copies, told of each acknowledged one (:meth:`acked`)."""
+        """``make_copies(on_acked)``: what makes the copies, told of each acknowledged one (:meth:`acked`).
+
+        ``fresh_from_committed``: a partition without a checkpoint starts at the group's committed offset, not
+        at its beginning. ``settled_only``: checkpoint a partition only while none of its copies waits for
+        acknowledgement (for a role whose state counts a copy when it is asked for).
+        """
+        self.fresh_from_committed = fresh_from_committed
+        self.settled_only = settled_only
         self.clients = clients
         self.consumer = consumer
         self.producer = producer
@@ -70,10 +74,10 @@ class CheckpointedConsumer:
         self.role: Optional[PartitionRole] = None
         self.tracker = OffsetTracker()
         self.ledger = CopyLedger()
-        self.known: dict[str, Checkpoint] = {}
+        self.copied_before = CopiedBefore()
         self._bases: dict[Partition, dict[Partition, int]] = {}
         self._saved: dict[Partition, Checkpoint] = {}
-        self._last_checkpoint = self._bases_raised = self._known_refreshed = time.monotonic()
+        self._last_checkpoint = self._bases_raised = time.monotonic()
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
@@ -119,10 +123,10 @@ class CheckpointedConsumer:
         if not partitions:
             return {}
         started = time.monotonic()
-        self.known = self.store.load()
-        checkpoints = {p: self.known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
+        known = self.store.load()
+        checkpoints = {p: known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
         fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
-        starts = self.role.start_without_checkpoint(self.consumer, fresh) if fresh else {}
+        starts = self._fresh_starts(fresh) if fresh else {}
         for partition, checkpoint in checkpoints.items():
             if checkpoint is not None:
                 starts[partition] = checkpoint.next_offset
@@ -140,14 +144,31 @@ class CheckpointedConsumer:
             self._bases[partition] = dict(ends)
             self.tracker.start(partition, starts[partition])
             checkpoint = checkpoints[partition]
-            self.role.restore(partition, checkpoint.state if checkpoint else None, copies[partition])
+            self.role.restore(partition, checkpoint.state if checkpoint else None)
             self._saved.pop(partition, None)
             if copies[partition]:
-                log.info("%s[%d]: %d record(s) after the checkpoint were already routed; they will not be routed again",
+                self.copied_before.add(partition, copies[partition])
+                log.info("%s[%d]: %d record(s) after the checkpoint were already copied; they will not be copied again",
                          *partition, len(copies[partition]))
         log.info("Took over %d partition(s) in %.2f s (checkpoints loaded, copies since them scanned)", len(partitions),
                  time.monotonic() - started)
         return starts
+
+    def _fresh_starts(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Where partitions without a checkpoint start: their beginning, or the group's committed offset."""
+        if not self.fresh_from_committed:
+            return {partition: 0 for partition in partitions}
+        committed = self.consumer.committed([TopicPartition(*p) for p in partitions], timeout=30)
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+
+    def not_copied_before(self, records: list[Message]) -> list[Message]:
+        """``records`` less those whose copy a previous owner made after its checkpoint: they are done."""
+        kept, done = self.copied_before.split(records)
+        for partition, offset, copy in done:
+            self.tracker.track(partition, offset)
+            self.tracker.complete(partition, offset)
+            self.role.already_copied(partition, copy)  # type: ignore[union-attr]
+        return kept
 
     def checkpoint(self, partitions: Optional[set[Partition]] = None, final: bool = False) -> None:
         """Flush -> write checkpoints that changed -> commit offsets once each checkpoint is acknowledged.
@@ -173,7 +194,7 @@ class CheckpointedConsumer:
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
                             on_delivery=None if final else partial(self._checkpoint_stored, commit))
-            self._saved_now(partition, checkpoint)
+            self._saved[partition] = checkpoint
             commits.append(commit)
         if not commits:
             return
@@ -201,7 +222,7 @@ class CheckpointedConsumer:
             self._rewind()
             return
         for partition, checkpoint in changed:
-            self._saved_now(partition, checkpoint)
+            self._saved[partition] = checkpoint
 
     def _raise_bases_if_due(self) -> None:
         """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
@@ -230,7 +251,7 @@ class CheckpointedConsumer:
             if partitions is not None and partition not in partitions:
                 continue
             position = self.tracker.position(partition)
-            if position is None or not self.role.consistent(partition, self.tracker):
+            if position is None or (self.settled_only and self.tracker.pending(partition)):
                 continue
             if self.tracker.pending(partition) == 0:
                 # Past the transaction markers after the last record (offsets no record has), so lag reads 0.
@@ -248,10 +269,6 @@ class CheckpointedConsumer:
         except KafkaException:
             return {}
         return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
-
-    def _saved_now(self, partition: Partition, checkpoint: Checkpoint) -> None:
-        self._saved[partition] = checkpoint
-        self.known[checkpoint_key(self.store.group, *partition)] = checkpoint
 
     def _rewind(self) -> None:
         """After an aborted transaction: every owned partition back to its last committed checkpoint."""
@@ -280,13 +297,6 @@ class CheckpointedConsumer:
         except KafkaException as exc:  # the checkpoint is the truth; the next commit catches up
             log.warning("Offset commit failed (%s); the checkpoint stands", exc)
 
-    def refresh_known(self) -> None:
-        """Every few seconds, the latest checkpoints of every partition: figures that claim the whole group
-        (summary file, average gauges) then show the other members' partitions at most that old."""
-        if time.monotonic() - self._known_refreshed >= KNOWN_REFRESH_S:
-            self._known_refreshed = time.monotonic()
-            self.known = self.store.load()  # owned partitions are reported live, not from here
-
     def checkpoint_if_due(self) -> None:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
             self.checkpoint()
@@ -312,3 +322,4 @@ class CheckpointedConsumer:
         for partition in partitions:
             self._bases.pop(partition, None)
             self._saved.pop(partition, None)
+        self.copied_before.forget(partitions)

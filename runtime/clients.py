@@ -26,6 +26,19 @@ _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, Kafka
 PRODUCER_BASE = {"partitioner": "murmur2_random"}
 # Every producer of this project: no duplicates from its own retries, nothing acknowledged before it is replicated.
 PRODUCER_ENFORCED = {"enable.idempotence": True, "acks": "all"}
+# A group member that processes and copies: a partition never committed starts at its beginning, and
+# rebalances are incremental, so a joining member does not stop the others.
+GROUP_CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"}
+# The same, draining backlogs at high rates in bounded memory: a prefetch queue bounded in records and bytes,
+# and fetches of at most 2 MB per partition, 8 MB in all (a fetch response is held whole while any of its
+# records waits). It fetches again 10 ms after the queue was full (not 1 s), and lets the broker hold an
+# empty fetch 10 ms at most (Tansu waits it out, adding it to every record's latency).
+DRAINING_CONSUMER_DEFAULTS = {
+    **GROUP_CONSUMER_DEFAULTS,
+    "fetch.max.bytes": 8_388_608, "max.partition.fetch.bytes": 2_097_152,
+    "queued.max.messages.kbytes": 16_384, "queued.min.messages": 20_000,
+    "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 10,
+}
 _REPEAT_NOTICE_S = 30.0
 WARM_UP_TIMEOUT_S = 5.0
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588

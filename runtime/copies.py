@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from runtime.clients import Clients
 from runtime.offsets import Partition
@@ -56,6 +56,37 @@ def listed_ends(consumer: Consumer, targets: list[Partition]) -> dict[Partition,
         if high >= 0:
             ends[(topic, partition)] = high
     return ends
+
+
+class CopiedBefore:
+    """Records after a checkpoint whose copy a previous owner made (found by :func:`find_copies`): done already."""
+
+    def __init__(self) -> None:
+        self._ahead: dict[Partition, dict[int, tuple[str, int, int]]] = {}
+
+    def add(self, partition: Partition, copies: dict[int, tuple[str, int, int]]) -> None:
+        self._ahead[partition] = dict(copies)
+
+    def split(self, records: list[Message]) -> tuple[list[Message], list[tuple[Partition, int, tuple[str, int, int]]]]:
+        """The records to handle, and (partition, offset, its copy) of those copied before."""
+        if not self._ahead:
+            return records, []  # the common case: nothing found by the last take-over is still ahead
+        kept, done = [], []
+        for msg in records:
+            partition = (msg.topic(), msg.partition())
+            ahead = self._ahead.get(partition)
+            copy = ahead.pop(msg.offset(), None) if ahead else None
+            if copy is None:
+                kept.append(msg)
+                continue
+            if not ahead:
+                del self._ahead[partition]
+            done.append((partition, msg.offset(), copy))
+        return kept, done
+
+    def forget(self, partitions: Iterable[Partition]) -> None:
+        for partition in partitions:
+            self._ahead.pop(partition, None)
 
 
 class CopyLedger:

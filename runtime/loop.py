@@ -55,7 +55,7 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
         while not stop.requested:
             batch = next_batch(consumer, wiring.settings.batch_size,
                                0 if backpressure.paused else handler.poll_timeout_s())     # poll
-            records = without_errors(batch)
+            records = checkpointed.not_copied_before(without_errors(batch))
             started = time.monotonic()
             handler.handle(records)                                  # decode -> validate -> process -> route
             copies.serve()                                           # hand copies over, take acknowledgements

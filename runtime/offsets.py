@@ -29,11 +29,13 @@ class OffsetTracker:
         if open_offsets is None:
             open_offsets = self._open[partition] = deque()
         open_offsets.append(offset)
-        self._consumed_to[partition] = offset + 1
+        if offset >= self._consumed_to.get(partition, 0):
+            self._consumed_to[partition] = offset + 1
 
     def consumed(self, partition: Partition, offset: int) -> None:
         """Records up to ``offset`` were consumed; those not tracked as open are done (processed)."""
-        self._consumed_to[partition] = offset + 1
+        if offset >= self._consumed_to.get(partition, 0):
+            self._consumed_to[partition] = offset + 1
 
     def complete(self, partition: Partition, offset: int) -> None:
         """Mark an open record done; the commit position moves once no older record is open."""

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Optional, Protocol
 
-from confluent_kafka import Consumer
-
-from runtime.offsets import OffsetTracker, Partition
-
-Copied = dict[int, tuple[str, int, int]]  # source offset -> (topic, partition, offset) of its copy
+from runtime.offsets import Partition
+from runtime.provenance import Source
 
 
 class PartitionRole(Protocol):
     """What a consumer keeps per partition, and how it turns into a checkpoint's state and back."""
 
-    def start_without_checkpoint(self, consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
-        """Where to start partitions that have no checkpoint yet."""
+    def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
+        """Take over a partition with its checkpointed state (None: never checkpointed)."""
 
-    def restore(self, partition: Partition, state: Optional[dict[str, Any]], copied: Copied) -> None:
-        """Take over a partition: its checkpointed state (None: never checkpointed) and the copies made after it."""
-
-    def consistent(self, partition: Partition, tracker: OffsetTracker) -> bool:
-        """True if a checkpoint written now matches the tracker's position."""
+    def already_copied(self, partition: Partition, copy: Source) -> None:
+        """A record after the checkpoint whose copy the previous owner made (found by the copy scan):
+        it is done, and the handler never sees it; count it as that copy says."""
 
     def snapshot(self, partition: Partition) -> dict[str, Any]:
         """The partition's state, for a checkpoint at the tracker's position."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 AckCallback = Callable[[Source, Source], None]  # (source, copy)
 # Copies carry any record another producer could write; the broker's own limit then decides.
 ROUTED_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
+COPY_PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 

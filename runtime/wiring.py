@@ -16,8 +16,10 @@ from confluent_kafka import Consumer
 
 from runtime.checkpointed import CheckpointedConsumer
 from runtime.checkpoints import CheckpointStore
-from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes
-from runtime.routing import AckCallback, Copies, Router, TooLargeRecipe
+from runtime.clients import (
+    GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes,
+)
+from runtime.routing import COPY_PRODUCER_DEFAULTS, AckCallback, Copies, Router, TooLargeRecipe
 from runtime.routing_worker import RoutingWorker, WorkerSpec
 from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
 from runtime.transactions import TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
@@ -33,10 +35,12 @@ class Plan:
     targets: tuple[str, ...]
     dead_letter_topic: str
     too_large: TooLargeRecipe  # the headers of a dead letter that stands in for a value too large to copy
-    consumer_defaults: Mapping[str, Any] = field(default_factory=dict)
-    producer_defaults: Mapping[str, Any] = field(default_factory=dict)
+    consumer_defaults: Mapping[str, Any] = field(default_factory=lambda: GROUP_CONSUMER_DEFAULTS)
+    producer_defaults: Mapping[str, Any] = field(default_factory=lambda: COPY_PRODUCER_DEFAULTS)
     topic_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # of topics it creates
     copies_in_worker: bool = False  # at-least-once: copies made by a child process (see RoutingWorker)
+    fresh_from_committed: bool = False  # see CheckpointedConsumer
+    settled_only: bool = False  # see CheckpointedConsumer
 
 
 @dataclass
@@ -98,7 +102,8 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, transaction_max_bytes=limit)
 
     store = CheckpointStore(clients, settings.stats_topic, settings.group_id)
-    checkpointed = CheckpointedConsumer(clients, consumer, producer, store, list(plan.targets), make_copies, transactions)
+    checkpointed = CheckpointedConsumer(clients, consumer, producer, store, list(plan.targets), make_copies, transactions,
+                                        plan.fresh_from_committed, plan.settled_only)
     if transactions is not None:
         router = checkpointed.copies
         assert isinstance(router, Router)  # exactly-once copies are made in this thread, inside the transaction

@@ -1,6 +1,9 @@
+from confluent_kafka import Message
+
 from domain.average import PartitionStats
 from runtime.checkpoints import Checkpoint, checkpoint_key, partition_checkpoints, target_name
-from runtime.copies import CopyLedger
+from runtime.copies import CopiedBefore, CopyLedger
+from runtime.offsets import OffsetTracker
 
 SOURCE = ("orders", 0)
 RETRY0, DLQ0 = ("orders_retry", 0), ("orders_dlq", 0)
@@ -65,3 +68,22 @@ def test_partition_checkpoints_pick_one_group_and_topic_and_ignore_foreign_keys(
         "junk": Checkpoint(9), "orders-main/orders/x": Checkpoint(11),
     }
     assert partition_checkpoints(known, "orders-main", "orders") == {0: Checkpoint(1), 2: Checkpoint(3)}
+
+
+def test_records_copied_before_are_done_and_the_position_covers_them_whatever_the_order():
+    """A skipped record marked done before the handler sees the earlier records of its batch: the commit
+    position still covers it once the earlier copy is acknowledged, so its count is never applied twice."""
+    before, tracker = CopiedBefore(), OffsetTracker()
+    tracker.start(SOURCE, 5)
+    before.add(SOURCE, {7: ("orders_dlq", 0, 3)})
+    records = [Message(topic="orders", partition=0, offset=offset) for offset in (5, 6, 7)]
+    kept, done = before.split(records)
+    assert [m.offset() for m in kept] == [5, 6] and done == [(SOURCE, 7, ("orders_dlq", 0, 3))]
+    tracker.track(SOURCE, 7)  # what the runtime does for it first
+    tracker.complete(SOURCE, 7)
+    tracker.track(SOURCE, 6)  # the handler routes 6, the last record it sees
+    tracker.consumed(SOURCE, 6)
+    assert tracker.position(SOURCE) == 6
+    tracker.complete(SOURCE, 6)
+    assert tracker.position(SOURCE) == 8
+    assert before.split(records) == (records, [])  # each is skipped once

@@ -7,14 +7,13 @@ only notes what it was asked to send (its delivery is tested on the real broker)
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
 from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import logging
 
 from app.settings import Retries, Topics
 from avro_utils import avro_serialize
@@ -51,7 +50,7 @@ def consumer(
                           FailureSimulator(fail_rate, fail_product, 7), AVRO, None, RunningAverage(), events)
     for partition in range(PARTITIONS):
         tracker.start((TOPIC, partition), 0)
-        handler.restore((TOPIC, partition), None, {})
+        handler.restore((TOPIC, partition), None)
     return handler, router, tracker
 
 

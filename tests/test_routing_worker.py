@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from bench.pipeline_runs import children_of
-from consumer.main_consumer import PRODUCER_DEFAULTS
+
 from devbroker import free_port
 from domain.headers import (
     DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, dead_letter_headers, retry_headers,
@@ -20,7 +20,7 @@ from domain.headers import (
 from runtime.clients import PRODUCER_ENFORCED
 from runtime.errors import FatalKafkaError, PipelineError
 from runtime.provenance import source_of
-from runtime.routing import Router
+from runtime.routing import COPY_PRODUCER_DEFAULTS, Router
 from runtime.routing_worker import RoutingWorker, WorkerSpec
 from runtime.settings import KafkaSettings
 from tests.kafka_helpers import ROOT, ScriptRunner, Topics, create_topics, read_all, wait_until
@@ -34,7 +34,7 @@ TIMES = {FIRST_FAILURE, LAST_FAILURE}
 
 def worker(bootstrap: str, topics: Topics, on_acked) -> RoutingWorker:
     spec = WorkerSpec(KafkaSettings(bootstrap), "test", topics.dlq, too_large_headers, (topics.retry, topics.dlq),
-                      PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
+                      COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED)
     return RoutingWorker(spec, on_acked)
 
 
@@ -78,7 +78,7 @@ def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap
             finally:
                 router.close()
         else:
-            producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **PRODUCER_ENFORCED})
+            producer = Producer({"bootstrap.servers": bootstrap, **COPY_PRODUCER_DEFAULTS, **PRODUCER_ENFORCED})
             route(Router(producer, topics.dlq, too_large_headers, acked.__setitem__), topics, msgs)
             assert producer.flush(30) == 0
         copies = by_source(bootstrap, topics)

@@ -1,0 +1,39 @@
+"""The retry consumer's figures, beside the work: its counts as Prometheus metrics, and its last line."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Message
+
+from app import metrics as figures
+from domain.headers import REASON_EXHAUSTED
+from runtime.metrics import CounterSync
+
+if TYPE_CHECKING:
+    from retry.retry_consumer import RetryHandler
+
+log = logging.getLogger("retry-consumer")
+
+
+class RetryFigures:
+    """The runtime's :class:`runtime.loop.Observer` for the retry consumer: its counts as Prometheus metrics."""
+
+    def __init__(self, handler: RetryHandler) -> None:
+        self.handler = handler
+        self._redriven = CounterSync(figures.REDRIVEN)
+        self._exhausted = CounterSync(figures.DEAD_LETTERED.labels(reason=REASON_EXHAUSTED))
+
+    def after_batch(self, records: list[Message], started: float) -> None:
+        self._redriven.publish(self.handler.redriven)
+        self._exhausted.publish(self.handler.dead_lettered)
+        figures.RETRY_WAITING.set(len(self.handler.schedule))
+        for lateness in self.handler.lateness_ms:
+            figures.RETRY_LATENESS_SECONDS.observe(lateness / 1000)
+        self.handler.lateness_ms.clear()
+
+    def finish(self) -> None:
+        log.info("Stopped. re-driven=%d dead-lettered=%d; %d waiting record(s) stay in %s for the next run",
+                 self.handler.redriven, self.handler.dead_lettered, len(self.handler.schedule),
+                 self.handler.topics.retry)
