@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from devbroker import free_port, port_open
-from devbroker.kafka import kafka_version
+from devbroker.maven import kafka_version
 from tests.kafka_helpers import ROOT, alive, descendants, read_json, scrape, wait_until
 
 

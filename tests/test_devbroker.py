@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from devbroker import KafkaCluster
-from devbroker.kafka import kafka_version, new_cluster_id
+from devbroker.kafka import new_cluster_id
+from devbroker.maven import kafka_version
 from tests.kafka_helpers import ROOT
 
 
