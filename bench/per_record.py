@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from app.settings import Retries, Topics
 from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
+from consumer.figures import MainEvents
 from consumer.main_consumer import MainHandler
 from devbroker import TansuBroker, free_port
 from domain.average import RunningAverage
@@ -34,7 +35,6 @@ from domain.failures import FailureSimulator
 from domain.headers import too_large_headers
 from runtime.clients import PRODUCER_ENFORCED, Clients
 from runtime.gc_tuning import tune_for_streaming
-from runtime.logs import EventLog
 from runtime.offsets import OffsetTracker
 from runtime.routing import COPY_PRODUCER_DEFAULTS, Copies, Router
 from runtime.routing_worker import RoutingWorker, WorkerSpec
@@ -70,8 +70,9 @@ def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[Mai
     else:
         producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
         copies = Router(producer, topics.dlq, too_large_headers, acked)
+    average = RunningAverage()
     handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
-                          RunningAverage(), EventLog(logging.getLogger("bench"), lambda elapsed: ""))
+                          average, MainEvents(average, topics, max_retries=3))
     for partition in range(PARTITIONS):
         tracker.start((topics.orders, partition), 0)
         handler.restore((topics.orders, partition), None)

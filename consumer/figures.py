@@ -18,8 +18,11 @@ from confluent_kafka import Message
 from app import metrics
 from app.settings import Topics
 from domain.average import PartitionStats, RunningAverage, fmt
+from domain.order import Order, Verdict
 from runtime.checkpoints import Checkpoint, partition_checkpoints
+from runtime.logs import EventLog
 from runtime.metrics import CounterSync, observe_batch, publish_lag
+from runtime.routing import key_text
 from runtime.summary import write_json_atomic
 from runtime.wiring import Wiring
 
@@ -36,7 +39,6 @@ class MainFigures:
         self.wiring, self.average, self.topics, self.summary_file = wiring, average, topics, summary_file
         self._processed = CounterSync(metrics.PROCESSED)
         self._routed: Counter[tuple[str, ...]] = Counter()
-        self._window_processed = 0
         self._last_summary = time.monotonic()
         self._others: dict[str, Checkpoint] = {}  # the group's checkpoints, for the partitions other members own
         self._others_read = float("-inf")
@@ -85,8 +87,34 @@ class MainFigures:
             metrics.RUNNING_AVERAGE.set(totals.average)
         publish_lag(self.wiring.consumer, list(self.average.partitions), metrics.CONSUMER_LAG)  # type: ignore[arg-type]
 
+
+
+class MainEvents(EventLog):
+    """The main consumer's business events as log lines: one per event at demo rates, a summary at high rates."""
+
+    def __init__(self, average: RunningAverage, topics: Topics, max_retries: int) -> None:
+        super().__init__(log, self.summary_line)
+        self.average, self.topics, self.max_retries = average, topics, max_retries
+        self._window_processed = 0
+
+    def processed(self, order: Order, attempt: int) -> None:
+        """A processed order whose line :meth:`wants_line` admitted (the hot path asks first)."""
+        owned = self.average.owned()
+        self.line("Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d orders (this "
+                  "instance's partitions)", order["orderId"], attempt, order["price"], owned.average, owned.processed)
+
+    def retried(self, verdict: Verdict, delay_s: float) -> None:
+        if self.wants_line():
+            outcome = ("out of retries: the retry consumer dead-letters it"
+                       if verdict.attempt > self.max_retries else f"due in {delay_s:.2f} s")
+            self.line("Order %s failed attempt %d (%s) -> %s, %s", verdict.order["orderId"],  # type: ignore[index]
+                      verdict.attempt, verdict.failure.error_message, self.topics.retry, outcome)
+
+    def dead_lettered(self, msg: Message, verdict: Verdict) -> None:
+        self.event("Dead-lettering %s[%d]@%d key=%s -> %s: %s", msg.topic(), msg.partition(), msg.offset(),
+                   key_text(msg), self.topics.dlq, verdict.failure.reason, level=logging.WARNING)
+
     def summary_line(self, elapsed: float) -> str:
-        """The event log's periodic line at high rates (see :class:`runtime.logs.EventLog`)."""
         rate = (self.average.processed_here - self._window_processed) / elapsed
         self._window_processed = self.average.processed_here
         owned = self.average.owned()

@@ -22,7 +22,7 @@ from confluent_kafka import Message
 
 from app import settings as flags
 from app.settings import env
-from consumer.figures import MainFigures
+from consumer.figures import MainEvents, MainFigures
 from consumer.schema_registry import registry_decoder
 from domain.average import PartitionStats, RunningAverage
 from domain.codecs import Codec
@@ -34,11 +34,11 @@ from runtime import metrics
 from runtime.cli import run
 from runtime.clients import DRAINING_CONSUMER_DEFAULTS, RETRY_TOPIC_CONFIG
 from runtime.gc_tuning import tune_for_streaming
-from runtime.logs import EventLog, setup_logging
+from runtime.logs import setup_logging
 from runtime.loop import consume
 from runtime.offsets import OffsetTracker, Partition
 from runtime.provenance import Source
-from runtime.routing import Copies, key_text, now_ms
+from runtime.routing import Copies, now_ms
 from runtime.shutdown import StopFlag
 from runtime.wiring import Plan, wire
 
@@ -69,7 +69,7 @@ class MainHandler:
 
     def __init__(self, copies: Copies, tracker: OffsetTracker, topics: flags.Topics, retries: flags.Retries,
                  simulator: FailureSimulator, codec: Codec, framed: Optional[FramedDecoder], average: RunningAverage,
-                 events: EventLog) -> None:
+                 events: MainEvents) -> None:
         self.copies, self.tracker, self.topics, self.retries = copies, tracker, topics, retries
         self.simulator, self.codec, self.framed = simulator, codec, framed
         self.average, self.events = average, events
@@ -92,10 +92,7 @@ class MainHandler:
                         lines_left -= 1
                         self._add(stats, count, total)
                         count, total = 0, 0.0
-                        owned = self.average.owned()
-                        self.events.line("Processed order %s (attempt %d) | price=%.2f | running average=%.2f over %d "
-                                         "orders (this instance's partitions)", outcome["orderId"],
-                                         attempt_of(msg.headers()), outcome["price"], owned.average, owned.processed)
+                        self.events.processed(outcome, attempt_of(msg.headers()))
                 else:
                     self._route(msg, partition, stats, outcome)  # type: ignore[arg-type]
             self._add(stats, count, total)
@@ -118,17 +115,12 @@ class MainHandler:
             self.copies.copy(msg, self.topics.retry, retry_headers, failure, verdict.attempt, now_ms() + int(delay_s * 1000) + 1)
             stats.retried += 1
             self.average.routing_counts[("retry", failure.stage, failure.error_class)] += 1
-            if self.events.wants_line():
-                outcome = ("out of retries: the retry consumer dead-letters it"
-                           if verdict.attempt > self.retries.max_retries else f"due in {delay_s:.2f} s")
-                self.events.line("Order %s failed attempt %d (%s) -> %s, %s", verdict.order["orderId"],  # type: ignore[index]
-                                 verdict.attempt, failure.error_message, self.topics.retry, outcome)
+            self.events.retried(verdict, delay_s)
         else:
             self.copies.copy(msg, self.topics.dlq, dead_letter_headers, failure, verdict.attempt, verdict.dlq_reason)
             stats.dead_lettered += 1
             self.average.routing_counts[("dlq", verdict.dlq_reason)] += 1  # type: ignore[index]
-            self.events.event("Dead-lettering %s[%d]@%d key=%s -> %s: %s", msg.topic(), msg.partition(), msg.offset(),
-                              key_text(msg), self.topics.dlq, failure.reason, level=logging.WARNING)
+            self.events.dead_lettered(msg, verdict)
 
     def poll_timeout_s(self) -> float:
         return 0.5
@@ -173,7 +165,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     handler = MainHandler(wiring.copies, wiring.checkpointed.tracker, topics, flags.retries(args),
                           flags.failure_simulator(args), codec,
                           registry_decoder(args.schema_registry_url, codec, topics.orders), average,
-                          EventLog(log, figures.summary_line))
+                          MainEvents(average, topics, args.max_retries))
     log.info("Consuming %s (%s) and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",
              topics.orders, codec.name, topics.redrive, args.group_id, args.fail_rate, args.fail_product or "none",
              args.stats_topic, wiring.guarantee)

@@ -7,7 +7,6 @@ only notes what it was asked to send (its delivery is tested on the real broker)
 
 from __future__ import annotations
 
-import logging
 import random
 
 import pytest
@@ -17,13 +16,13 @@ from hypothesis import strategies as st
 
 from app.settings import Retries, Topics
 from avro_utils import avro_serialize
+from consumer.figures import MainEvents
 from consumer.main_consumer import MainHandler
 from domain.average import RunningAverage
 from domain.backoff import BackoffPolicy
 from domain.codecs import AVRO
 from domain.failures import FailureSimulator
 from domain.headers import RETRY_COUNT, dead_letter_headers
-from runtime.logs import EventLog
 from runtime.offsets import OffsetTracker
 from producer.orders import poison_record, random_order
 
@@ -45,9 +44,11 @@ def consumer(
     fail_rate: float, event_lines: int, fail_product: str = ""
 ) -> tuple[MainHandler, NotingRouter, OffsetTracker]:
     router, tracker = NotingRouter(), OffsetTracker()
-    events = EventLog(logging.getLogger("test"), lambda elapsed: "", max_lines_per_second=event_lines)
-    handler = MainHandler(router, tracker, Topics(orders=TOPIC), Retries(3, BackoffPolicy()),  # type: ignore[arg-type]
-                          FailureSimulator(fail_rate, fail_product, 7), AVRO, None, RunningAverage(), events)
+    average, topics = RunningAverage(), Topics(orders=TOPIC)
+    events = MainEvents(average, topics, max_retries=3)
+    events.max_lines_per_second = event_lines
+    handler = MainHandler(router, tracker, topics, Retries(3, BackoffPolicy()),  # type: ignore[arg-type]
+                          FailureSimulator(fail_rate, fail_product, 7), AVRO, None, average, events)
     for partition in range(PARTITIONS):
         tracker.start((TOPIC, partition), 0)
         handler.restore((TOPIC, partition), None)
