@@ -33,7 +33,7 @@ from domain.backoff import BackoffPolicy
 from domain.codecs import AVRO
 from domain.failures import FailureSimulator
 from domain.headers import too_large_headers
-from runtime.clients import PRODUCER_ENFORCED, Clients
+from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients
 from runtime.gc_tuning import tune_for_streaming
 from runtime.offsets import OffsetTracker
 from runtime.routing import COPY_PRODUCER_DEFAULTS, Copies, Router
@@ -69,7 +69,7 @@ def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[Mai
         copies = RoutingWorker(spec, acked)
     else:
         producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
-        copies = Router(producer, topics.dlq, too_large_headers, acked)
+        copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus(bootstrap))
     average = RunningAverage()
     handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
                           average, MainEvents(average, topics, max_retries=3))

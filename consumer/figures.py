@@ -57,7 +57,7 @@ class MainFigures:
     def finish(self) -> None:
         totals = self.whole_group()
         write_summary(self.summary_file, totals)
-        log.info("Stopped. Whole group: processed=%d average=%s retried=%d dead-lettered=%d", totals.processed,
+        log.info("Whole group at shutdown: processed=%d average=%s retried=%d dead-lettered=%d", totals.processed,
                  fmt(totals.average), totals.retried, totals.dead_lettered)
 
     def whole_group(self) -> PartitionStats:

@@ -89,9 +89,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     clients = Clients(flags.kafka_settings(args), "orders-stats")
     admin = clients.admin()
     if args.stats_topic not in admin.list_topics(timeout=30).topics:
-        checkpoints: dict[str, Checkpoint] = {}
-    else:
-        checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
+        raise PipelineError(f"the stats topic {args.stats_topic} does not exist (or {clients.status.principal} may not "
+                            "Describe it): check --stats-topic; the consumers create it when they first start")
+    checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
     if args.reset:
         return reset(clients, args.group_id, args.stats_topic, checkpoints)
     result = summarize(checkpoints, args.group_id, [args.orders_topic, args.redrive_topic])

@@ -11,6 +11,7 @@ from typing import IO, Optional, Union
 
 from devbroker.base import BrokerError, broker_answers, brokers_answering, free_port, port_open
 from devbroker.kafka import KafkaCluster
+from devbroker.secure import ScramUsers
 from devbroker.tansu import TansuBroker
 
 ENGINES = ("tansu", "kafka")
@@ -18,7 +19,7 @@ ENGINE_NAMES = {"tansu": "Tansu", "kafka": "Apache Kafka"}
 DevBroker = Union[TansuBroker, KafkaCluster]
 
 __all__ = [
-    "ENGINES", "ENGINE_NAMES", "BrokerError", "DevBroker", "KafkaCluster", "TansuBroker",
+    "ENGINES", "ENGINE_NAMES", "BrokerError", "DevBroker", "KafkaCluster", "ScramUsers", "TansuBroker",
     "broker_answers", "brokers_answering", "dev_broker", "free_port", "port_open",
 ]
 
@@ -31,12 +32,16 @@ def dev_broker(
     advertised_port: Optional[int] = None,
     nodes: int = 1,
     data_dir: Optional[Path] = None,
+    users: Optional[ScramUsers] = None,
 ) -> DevBroker:
-    """A not-yet-started dev broker of the given engine listening on ``host:port``."""
+    """A not-yet-started dev broker of the given engine listening on ``host:port`` (``users``: secured, see
+    :mod:`devbroker.secure`)."""
     if engine == "tansu":
-        if nodes != 1 or data_dir is not None:
-            raise BrokerError("Tansu runs one node and keeps its data in memory: --nodes and --data-dir need --engine kafka")
+        if nodes != 1 or data_dir is not None or users is not None:
+            raise BrokerError("Tansu runs one node, in memory and without authentication: --nodes, --data-dir and "
+                              "--secure need --engine kafka")
         return TansuBroker(port, host, output=output, advertised_port=advertised_port)
     if engine == "kafka":
-        return KafkaCluster(port, nodes, host, output=output, advertised_port=advertised_port, data_dir=data_dir)
+        return KafkaCluster(port, nodes, host, output=output, advertised_port=advertised_port, data_dir=data_dir,
+                            users=users)
     raise BrokerError(f"unknown broker engine {engine!r}: choose one of {', '.join(ENGINES)}")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from devbroker import ENGINES, BrokerError, dev_broker
+from devbroker import ENGINES, BrokerError, KafkaCluster, ScramUsers, dev_broker
 from app.settings import env
 from runtime.logs import setup_logging
 from runtime.shutdown import StopFlag
@@ -36,11 +36,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "min.insync.replicas=2")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Apache Kafka keeps its data here across runs (default: a temp dir, removed at exit)")
+    parser.add_argument("--secure", action="store_true",
+                        help="Apache Kafka with SASL/SCRAM and an authoriser: an admin and an application user with "
+                             "least-privilege ACLs (docs/security.md); prints the properties files to use")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
-    if args.engine == "tansu" and (args.nodes != 1 or args.data_dir is not None):
-        parser.error("--nodes and --data-dir need --engine kafka (Tansu runs one node, in memory)")
+    if args.engine == "tansu" and (args.nodes != 1 or args.data_dir is not None or args.secure):
+        parser.error("--nodes, --data-dir and --secure need --engine kafka (Tansu runs one node, in memory, "
+                     "without authentication)")
     return args
 
 
@@ -49,12 +53,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging("INFO")
     stop = StopFlag().install()
     try:
-        broker = dev_broker(args.engine, args.port, args.host, nodes=args.nodes, data_dir=args.data_dir)
+        broker = dev_broker(args.engine, args.port, args.host, nodes=args.nodes, data_dir=args.data_dir,
+                            users=ScramUsers() if args.secure else None)
         broker.start()
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     log.info("Dev broker (%s) ready on %s; Ctrl+C stops it", broker.description, broker.bootstrap_servers)
+    if isinstance(broker, KafkaCluster) and broker.users is not None:
+        log.info("The application's settings: --config %s (the admin's: %s)", broker.client_properties,
+                 broker.admin_properties)
     while not stop.requested and broker.running():
         time.sleep(0.2)  # poll for Ctrl+C and for a broker that exits by itself
     exited_by_itself = not stop.requested

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional, Union
 
-from devbroker.base import BrokerError, brokers_answering, free_port, port_open
+from confluent_kafka.admin import AdminClient
+
+from devbroker.base import BrokerError, brokers_answering, free_port, log, port_open
 from devbroker.maven import java_command, kafka_version, resolve_jars
+from devbroker.secure import MECHANISM, ScramUsers, app_acl_bindings, grant
 from runtime.shutdown import die_with_parent
 
 # KAFKA_JVM_PERFORMANCE_OPTS of bin/kafka-run-class.sh.
@@ -67,6 +70,7 @@ class KafkaNode:
     node_id: int
     port: int
     controller_port: int
+    internal_port: int  # inter-broker traffic (PLAINTEXT) when clients must authenticate on ``port``
     directory: Path
     process: Optional[subprocess.Popen[bytes]] = None
 
@@ -95,7 +99,11 @@ class KafkaCluster:
         output: Union[IO[bytes], int, None] = None,
         advertised_port: Optional[int] = None,
         data_dir: Optional[Path] = None,
+        users: Optional[ScramUsers] = None,
     ) -> None:
+        """``users``: clients authenticate with SASL/SCRAM, and an authoriser allows only what ACLs grant
+        (see :mod:`devbroker.secure`); the admin's and the application's properties files are written to the
+        data dir once the cluster serves."""
         if nodes < 1:
             raise BrokerError("a cluster needs at least one node")
         if advertised_port is not None and nodes != 1:
@@ -104,11 +112,12 @@ class KafkaCluster:
         self.port = port
         self.output = output
         self.advertised_port = advertised_port or port  # another port when clients reach it through a proxy
+        self.users = users
         self._keep_data = data_dir is not None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="kafka-orders-kafka-"))
         ports = [port] + [free_port(host) for _ in range(nodes - 1)]
         self.nodes = [
-            KafkaNode(index + 1, ports[index], free_port(host), self.data_dir / f"node-{index + 1}")
+            KafkaNode(index + 1, ports[index], free_port(host), free_port(host), self.data_dir / f"node-{index + 1}")
             for index in range(nodes)
         ]
         self._java: Optional[str] = None
@@ -121,7 +130,17 @@ class KafkaCluster:
     @property
     def description(self) -> str:
         data = f"data in {self.data_dir}" if self._keep_data else "data in a temp dir"
-        return f"Apache Kafka {kafka_version()}, {len(self.nodes)} node(s), {data}"
+        secured = ", SASL/SCRAM and ACLs" if self.users else ""
+        return f"Apache Kafka {kafka_version()}, {len(self.nodes)} node(s){secured}, {data}"
+
+    @property
+    def admin_properties(self) -> Path:
+        return self.data_dir / "admin.properties"
+
+    @property
+    def client_properties(self) -> Path:
+        """The application user's ``--config`` file, with a secured cluster."""
+        return self.data_dir / "client.properties"
 
     def _properties(self, node: KafkaNode) -> str:
         replicas = min(3, len(self.nodes))
@@ -153,6 +172,21 @@ class KafkaCluster:
             # read_committed readers behind it (a take-over loading checkpoints) wait less.
             "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
         }
+        if self.users is not None:
+            settings.update({
+                "listeners": f"SASL_PLAINTEXT://{self.host}:{node.port},INTERNAL://{self.host}:{node.internal_port},"
+                             f"CONTROLLER://{self.host}:{node.controller_port}",
+                "advertised.listeners": f"SASL_PLAINTEXT://{self.host}:{advertised},INTERNAL://{self.host}:{node.internal_port}",
+                "inter.broker.listener.name": "INTERNAL",
+                "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "sasl.enabled.mechanisms": MECHANISM,
+                f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found": "false",
+                # The nodes talk over the unauthenticated loopback listeners, as ANONYMOUS.
+                "super.users": f"User:{self.users.admin};User:ANONYMOUS",
+            })
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _java_args(self, node: KafkaNode, main_class: str, *args: str) -> list[str]:
@@ -171,7 +205,8 @@ class KafkaCluster:
             node.directory.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(self._properties(node), encoding="utf-8")
             command = self._java_args(node, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                                      "-t", cluster_id, "-c", str(node.config_path))
+                                      "-t", cluster_id, "-c", str(node.config_path),
+                                      *(self.users.format_arguments() if self.users else []))
             formatting.append((node, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                       stdin=subprocess.DEVNULL)))
         for node, process in formatting:
@@ -208,7 +243,8 @@ class KafkaCluster:
 
     def _reachable_bootstrap(self) -> str:
         """The listening addresses of the running nodes (a proxy in front may not be up yet)."""
-        return ",".join(f"{self.host}:{node.port}" for node in self.nodes if node.running())
+        return ",".join(f"{self.host}:{node.internal_port if self.users else node.port}"
+                        for node in self.nodes if node.running())
 
     def start(self, ready_timeout_s: float = 120.0) -> "KafkaCluster":
         try:
@@ -222,6 +258,10 @@ class KafkaCluster:
             for node in self.nodes:
                 self.start_node(node)
             self.wait_ready(ready_timeout_s)
+            if self.users is not None:
+                self.users.write_properties(self.data_dir, self.bootstrap_servers)
+                grant(AdminClient({**self.users.admin_config(self.bootstrap_servers), "logger": log}),
+                      app_acl_bindings(self.users.app))
         except BaseException:
             self.stop()
             raise

@@ -34,6 +34,6 @@ class RetryFigures:
         self.handler.lateness_ms.clear()
 
     def finish(self) -> None:
-        log.info("Stopped. re-driven=%d dead-lettered=%d; %d waiting record(s) stay in %s for the next run",
+        log.info("This instance re-drove %d and dead-lettered %d; %d waiting record(s) stay in %s for the next run",
                  self.handler.redriven, self.handler.dead_lettered, len(self.handler.schedule),
                  self.handler.topics.retry)

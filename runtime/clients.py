@@ -8,12 +8,14 @@ failures, which :class:`BrokerStatus` reports once per outage instead.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from runtime.access import AccessDenied, denied, is_refusal, principal_of
 from runtime.settings import KafkaSettings
 from runtime.errors import ConfigError, FatalKafkaError
 
@@ -44,26 +46,52 @@ WARM_UP_TIMEOUT_S = 5.0
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
 
-class _QuietClientLogs(logging.Filter):
-    """Drop librdkafka lines that BrokerStatus already reports, and role warnings of a shared file."""
+# librdkafka names the topic a transaction may not write only in this log line; the transaction's own error does not.
+_REFUSED_IN_TRANSACTION = re.compile(r'Failed to add partition "([^"]+)" \[\d+\] to transaction: (.*authorization failed.*)$')
+
+
+class _ClientLogs(logging.Filter):
+    """librdkafka's lines: those BrokerStatus reports itself are dropped, and so are role warnings of a shared
+    file; a write refused inside a transaction becomes the status's refusal, with its topic."""
+
+    def __init__(self, status: "BrokerStatus") -> None:
+        super().__init__()
+        self.status = status
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        refused = _REFUSED_IN_TRANSACTION.search(text)
+        if refused:
+            error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, refused.group(2))
+            self.status.refuse(denied(error, self.status.principal, "Write", refused.group(1)))
         if text.startswith("FAIL ") or "brokers are down" in text:
             return False
         return not (text.startswith("CONFWARN ") and ("consumer property" in text or "producer property" in text))
 
 
-_client_log = logging.getLogger("kafka.client")
-_client_log.addFilter(_QuietClientLogs())
-
-
 class BrokerStatus:
-    """Says once, in one line, that the broker is unreachable; repeats at most every 30 s."""
+    """Says once, in one line, that the broker is unreachable (repeated at most every 30 s); keeps the first refusal.
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    A refusal (failed authentication, a missing ACL) is kept, not raised, since the
+    error callback may run on a client's own thread: :meth:`check` raises it where
+    the script can stop.
+    """
+
+    def __init__(self, bootstrap_servers: str, principal: str = "this client's principal") -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.principal = principal
+        self.refused: Optional[AccessDenied] = None
         self._last_notice = float("-inf")
+
+    def refuse(self, refusal: AccessDenied) -> None:
+        """Keep the first refusal: a secondary one never hides it."""
+        if self.refused is None:
+            self.refused = refusal
+
+    def check(self) -> None:
+        """Raise the first refusal the clients reported, if any."""
+        if self.refused is not None:
+            raise self.refused
 
     def unreachable(self, detail: str) -> None:
         now = time.monotonic()
@@ -77,7 +105,11 @@ class BrokerStatus:
         self._last_notice = float("-inf")
 
     def error_cb(self, error: KafkaError) -> None:
-        if error.code() in _UNREACHABLE_CODES:
+        if is_refusal(error):
+            self.refuse(denied(error, self.principal))
+        elif error.code() in _UNREACHABLE_CODES:
+            if self.refused is not None:
+                return  # it is reachable, and refuses: the refusal is the line to read
             self.unreachable(_short(error.str()))
         elif error.code() == KafkaError._FENCED:
             log.warning("Kafka client error: %s (the open transaction is void; it is renewed at the next commit)",
@@ -108,13 +140,17 @@ class Clients:
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self.settings = settings
         self.client_id = client_id
-        self.status = BrokerStatus(settings.bootstrap_servers)
+        self.status = BrokerStatus(settings.bootstrap_servers, principal_of(dict(settings.properties)))
+        self.log = logging.getLogger(f"kafka.client.{client_id}")
+        for earlier in [f for f in self.log.filters if isinstance(f, _ClientLogs)]:
+            self.log.removeFilter(earlier)  # the latest Clients of this id owns its lines
+        self.log.addFilter(_ClientLogs(self.status))
 
     def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any]) -> dict[str, Any]:
         base = {"client.id": self.client_id, **defaults}
         config = self.settings.client_config(base, enforced)
         config["error_cb"] = self.status.error_cb
-        config["logger"] = _client_log
+        config["logger"] = self.log
         return config
 
     def _build(self, factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
@@ -168,6 +204,8 @@ def ensure_topics(
         try:
             existing = set(admin.list_topics(timeout=5).topics)
         except KafkaException as exc:
+            admin.poll(0)  # serves the error callback, which knows why (an admin client has no loop of its own)
+            clients.status.check()
             clients.status.unreachable(_short(exc.args[0].str()))
             _wait(retry_interval_s, should_stop)
             continue
@@ -190,6 +228,11 @@ def ensure_topics(
                 error = exc.args[0]
                 if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue
+                if is_refusal(error):
+                    raise AccessDenied(
+                        f"{clients.status.principal} may not create topic {topic} ({error.str()}): have the cluster's "
+                        f"admins create it (or grant Create on Topic {topic}); docs/security.md lists every topic"
+                    ) from None
                 if not error.retriable():
                     raise ConfigError(f"cannot create topic {topic}: {error.str()}") from None
                 log.warning("Could not create topic %s: %s; retrying", topic, error.str())

@@ -16,7 +16,9 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, Message
 
+from runtime.access import denied, is_refusal
 from runtime.backpressure import Backpressure
+from runtime.clients import BrokerStatus
 from runtime.offsets import Partition
 from runtime.partition_role import PartitionRole
 from runtime.reading import next_batch
@@ -43,19 +45,20 @@ class Observer(Protocol):
         """After each loop: latency, counts, summaries (``started``: monotonic time the handling began)."""
 
     def finish(self) -> None:
-        """After the final checkpoint: the last figures."""
+        """On a stop request, before the final checkpoint: the last figures, as that checkpoint stores them."""
 
 
 def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag) -> None:
     """Subscribe to the plan's sources and run the loop until ``stop``; then shut down in order."""
-    consumer, checkpointed, copies = wiring.consumer, wiring.checkpointed, wiring.copies
+    consumer, checkpointed, copies, status = wiring.consumer, wiring.checkpointed, wiring.copies, wiring.clients.status
     backpressure = Backpressure(consumer, copies)
     checkpointed.subscribe(list(wiring.plan.sources), handler)
     try:
         while not stop.requested:
+            status.check()                                           # a refusal (auth, ACL) stops: waiting cannot help
             batch = next_batch(consumer, wiring.settings.batch_size,
                                0 if backpressure.paused else handler.poll_timeout_s())     # poll
-            records = checkpointed.not_copied_before(without_errors(batch))
+            records = checkpointed.not_copied_before(without_errors(batch, status))
             started = time.monotonic()
             handler.handle(records)                                  # decode -> validate -> process -> route
             copies.serve()                                           # hand copies over, take acknowledgements
@@ -64,17 +67,33 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
             checkpointed.checkpoint_if_due()                         # checkpoint and commit, or the transaction
             observer.after_batch(records, started)                   # figures
         log.info("Shutting down: flushing copies, checkpointing, committing, closing the consumer")
-    finally:
-        wiring.close()
         observer.finish()
+    except BaseException as error:
+        close_after_error(wiring, error)
+        raise
+    wiring.close()
+    log.info("Stopped")
 
 
-def without_errors(batch: list[Message]) -> list[Message]:
-    """The records of a batch; error events are logged (end-of-partition is no error)."""
+def close_after_error(wiring: Wiring, first: BaseException) -> None:
+    """Commit what is finished and leave the group; an error on the way is told, and never hides the first."""
+    try:
+        wiring.close()
+    except Exception as secondary:
+        if secondary is not first:
+            log.warning("While shutting down after the error below: %s", secondary)
+
+
+def without_errors(batch: list[Message], status: BrokerStatus) -> list[Message]:
+    """The records of a batch; error events are logged (end-of-partition is no error), refusals kept in ``status``."""
     records = [msg for msg in batch if msg.error() is None]
     if len(records) != len(batch):
         for msg in batch:
             error = msg.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+            if error is None or error.code() == KafkaError._PARTITION_EOF:
+                continue
+            if is_refusal(error):
+                status.refuse(denied(error, status.principal, "Read", msg.topic() or ""))
+            else:
                 log.warning("Consumer error: %s", error.str())
     return records

@@ -21,6 +21,8 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from runtime.access import denied, is_refusal
+from runtime.clients import BrokerStatus
 from runtime.errors import FatalKafkaError
 from runtime.provenance import Headers, HeaderValue, Source, with_source
 
@@ -102,9 +104,11 @@ class Router:
     """Produces copies in this thread and reports each acknowledged copy with its source's coordinates."""
 
     def __init__(self, producer: Producer, dead_letter_topic: str, too_large: TooLargeRecipe, on_acked: AckCallback,
-                 transaction_max_bytes: Optional[int] = None) -> None:
-        """``transaction_max_bytes``: the producer is transactional, and copies larger than this become
+                 status: BrokerStatus, transaction_max_bytes: Optional[int] = None) -> None:
+        """``status``: where a copy refused for a missing ACL is reported (:class:`runtime.clients.BrokerStatus`).
+        ``transaction_max_bytes``: the producer is transactional, and copies larger than this become
         stubs before the broker refuses them, since a refused record aborts the whole transaction."""
+        self.status = status
         self.producer = producer
         self.dead_letter_topic = dead_letter_topic
         self.too_large = too_large
@@ -171,6 +175,10 @@ class Router:
         if err is None:
             self.on_acked(source, (msg.topic(), msg.partition(), msg.offset()))
             return
+        if is_refusal(err):
+            self.status.refuse(denied(err, self.status.principal, "Write", topic))
+            if self.transaction_max_bytes is None:
+                self.status.check()  # stop; the restart finds which copies landed
         if self.transaction_max_bytes is not None:
             log.debug("Copy of %s[%d]@%d not delivered (%s); its transaction aborts", *source, err.str())
             return

@@ -174,8 +174,14 @@ class RoutingWorker:
             raise self._ended() from None
 
     def _ended(self) -> PipelineError:
+        """Why the child is gone: its own last word if it sent one (a secondary error never hides the first)."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(1.0)
+        with contextlib.suppress(EOFError, OSError):
+            while self._replies.poll():
+                kind, payload = self._replies.recv()
+                if kind == "failed":
+                    return PipelineError(f"the routing worker failed: {payload}")
         return PipelineError(f"the routing worker ended (exit code {self._process.returncode}); "
                              "copies not acknowledged are made again after a restart")
 
@@ -227,7 +233,8 @@ def _route_until_stopped(commands: Connection, replies: Connection, spec: Worker
     clients = Clients(spec.kafka, spec.client_id)
     producer = clients.producer(spec.producer_defaults, spec.producer_enforced, warm_up=spec.warm_up)
     acked: list[tuple[Source, Source]] = []
-    router = Router(producer, spec.dead_letter_topic, spec.too_large, lambda source, copy: acked.append((source, copy)))
+    router = Router(producer, spec.dead_letter_topic, spec.too_large, lambda source, copy: acked.append((source, copy)),
+                    clients.status)
     inbox: queue.SimpleQueue[Optional[tuple[str, Any]]] = queue.SimpleQueue()
     # A thread reads the pipe at all times, so the parent never blocks on a send while this loop does.
     threading.Thread(target=_read_commands, args=(commands, inbox), daemon=True).start()

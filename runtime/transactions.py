@@ -15,6 +15,7 @@ so there ``auto`` chooses at-least-once, which the copy scan of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -24,7 +25,8 @@ from typing import Any, Callable, Optional
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from runtime.clients import fatal_error
+from runtime.access import denied, is_refusal
+from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients, fatal_error
 from runtime.settings import AT_LEAST_ONCE, AUTO, EXACTLY_ONCE, ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -36,23 +38,46 @@ COMMIT_ATTEMPTS = 3
 _COORDINATOR_SETTING = "transaction.state.log.replication.factor"
 
 
-def resolve_guarantee(choice: str, admin: AdminClient) -> tuple[str, str]:
-    """The guarantee to run with, and why (for the start-up line)."""
+def resolve_guarantee(choice: str, clients: Clients, transactional_id: str) -> tuple[str, str]:
+    """The guarantee to run with, and why (for the start-up line).
+
+    ``auto`` reads the broker's settings where the principal may (Tansu and an
+    open Apache Kafka); most production clusters grant no DescribeConfigs on
+    the cluster, and there it initialises a transactional producer instead:
+    that works wherever the broker has transactions and the principal may use
+    this transactional.id.
+    """
     if choice != AUTO:
         return choice, "asked for"
-    if has_transaction_coordinator(admin):
+    try:
+        coordinator = has_transaction_coordinator(clients.admin())
+    except KafkaException as exc:
+        if not is_refusal(exc.args[0]):
+            raise
+        return _try_transactions(clients, transactional_id)
+    if coordinator:
         return EXACTLY_ONCE, "auto: the broker has a transaction coordinator"
     return AT_LEAST_ONCE, "auto: the broker reports no transaction coordinator"
 
 
 def has_transaction_coordinator(admin: AdminClient) -> bool:
+    """Whether the broker's settings include a transaction state log; raises a refusal without cluster rights."""
     brokers = admin.list_topics(timeout=15).brokers
     resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
-    [future] = admin.describe_configs([resource]).values()
+    [future] = admin.describe_configs([resource], request_timeout=15).values()
+    return _COORDINATOR_SETTING in future.result()
+
+
+def _try_transactions(clients: Clients, transactional_id: str) -> tuple[str, str]:
+    producer = clients.producer({}, {**PRODUCER_ENFORCED, "transactional.id": transactional_id})
     try:
-        return _COORDINATOR_SETTING in future.result(15)
-    except KafkaException:
-        return False
+        producer.init_transactions(TRANSACTION_TIMEOUT_S)
+    except KafkaException as exc:
+        if not is_refusal(exc.args[0]):
+            raise
+        return AT_LEAST_ONCE, (f"auto: {clients.status.principal} may not use transactional.id {transactional_id} "
+                               f"({exc.args[0].str()}); grant Write and Describe on it for exactly-once")
+    return EXACTLY_ONCE, "auto: transactions initialised (the broker's settings need rights on the cluster to read)"
 
 
 # A crashed instance's open transaction holds back read_committed readers until it times out (default 60 s).
@@ -71,23 +96,34 @@ class Transactions:
     transactional.id, and the users of the old one are told (``on_renewed``).
     """
 
-    def __init__(self, new_producer: Callable[[], Producer], group_metadata: Callable[[], Any]) -> None:
+    def __init__(self, new_producer: Callable[[], Producer], group_metadata: Callable[[], Any],
+                 status: BrokerStatus, transactional_id: str) -> None:
+        """``status``: where refusals are kept (:class:`runtime.clients.BrokerStatus`); one stops the transactions."""
+        self.transactional_id = transactional_id
         self.new_producer = new_producer
         self.group_metadata = group_metadata
+        self.status = status
         self.on_renewed: list[Callable[[Producer], None]] = []
         self.producer = self._start()
 
     def _start(self) -> Producer:
         producer = self.new_producer()
-        producer.init_transactions(TRANSACTION_TIMEOUT_S)
+        try:
+            producer.init_transactions(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            if is_refusal(exc.args[0]):
+                raise denied(exc.args[0], self.status.principal, "Write", self.transactional_id) from None
+            raise
         producer.begin_transaction()
         return producer
 
     def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:
         """Produce with ``write_last`` (the checkpoints), then commit them, what was produced before, and ``offsets``.
 
-        False if the transaction was aborted instead: the caller rewinds to the last committed state.
+        False if the transaction was aborted instead: the caller rewinds to the last committed state. Once
+        the cluster refused something (a missing ACL), every commit aborts and raises that refusal.
         """
+        self.status.check()
         try:
             write_last(self.producer)
             if offsets:
@@ -136,7 +172,14 @@ class Transactions:
 
     def _failed(self, error: KafkaError, what: str) -> None:
         """After any failure inside the transaction (a refused offset commit, a copy that timed out, a produce
-        refused because the transaction had already failed): abort it, or renew a fenced producer."""
+        refused because the transaction had already failed): abort it, or renew a fenced producer; a refusal
+        (a missing ACL) aborts it and stops."""
+        if is_refusal(error):
+            self.status.refuse(denied(error, self.status.principal, "Write"))
+        if self.status.refused is not None:
+            with contextlib.suppress(KafkaException):  # nothing of it becomes visible either way
+                self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            self.status.check()
         if error.fatal():
             self._renew(error, what)
         else:

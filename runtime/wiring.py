@@ -49,6 +49,7 @@ class Wiring:
 
     settings: ConsumerSettings
     plan: Plan
+    clients: Clients
     consumer: Consumer
     checkpointed: CheckpointedConsumer
     guarantee: str  # for the start-up line: "exactly-once (auto: ...)"
@@ -72,12 +73,13 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         and ensure_stats_topic(clients, settings.stats_topic, kafka.replication_factor, should_stop)
     ):
         return None
-    guarantee, why = resolve_guarantee(settings.guarantee, clients.admin())
+    txn_id = transactional_id(settings)
+    guarantee, why = resolve_guarantee(settings.guarantee, clients, txn_id)
     transactional = guarantee == EXACTLY_ONCE
     in_worker = plan.copies_in_worker and not transactional
     if transactional:
         producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
-        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": transactional_id(settings)}
+        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": txn_id}
     else:
         # Copies wait out a broker outage (the sources pause, see throttle()); a copy that times out could
         # only stop the script, since sending it again might duplicate it.
@@ -87,7 +89,7 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     transactions = None
     if transactional:
         transactions = Transactions(lambda: clients.producer(producer_defaults, producer_enforced),
-                                    consumer.consumer_group_metadata)
+                                    consumer.consumer_group_metadata, clients.status, txn_id)
         producer = transactions.producer
     else:
         warm_up = [settings.stats_topic] if in_worker else [*plan.targets, settings.stats_topic]
@@ -99,7 +101,8 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
                               producer_defaults, PRODUCER_ENFORCED, logging.getLevelName(logging.getLogger().level))
             return RoutingWorker(spec, on_acked)
         limit = max_message_bytes(clients.admin(), list(plan.targets)) if transactional else None
-        return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, transaction_max_bytes=limit)
+        return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, clients.status,
+                      transaction_max_bytes=limit)
 
     store = CheckpointStore(clients, settings.stats_topic, settings.group_id)
     checkpointed = CheckpointedConsumer(clients, consumer, producer, store, list(plan.targets), make_copies, transactions,
@@ -108,4 +111,4 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         router = checkpointed.copies
         assert isinstance(router, Router)  # exactly-once copies are made in this thread, inside the transaction
         transactions.on_renewed += [checkpointed.use_producer, router.use_producer]
-    return Wiring(settings, plan, consumer, checkpointed, f"{guarantee} ({why})")
+    return Wiring(settings, plan, clients, consumer, checkpointed, f"{guarantee} ({why})")

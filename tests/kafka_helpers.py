@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -73,9 +73,17 @@ class Topics:
         }
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
+Connection = Union[str, dict[str, str]]
+
+
+def client_config(connection: Connection) -> dict[str, str]:
+    """The settings of a test's own client: a bootstrap address, or a whole config (a secured cluster's admin)."""
+    return {"bootstrap.servers": connection} if isinstance(connection, str) else dict(connection)
+
+
+def create_topics(bootstrap: Connection, names: list[str], partitions: int = 3) -> None:
     """Create topics first, so that consumers find them at once; replication factor: the broker's default."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     configs = {name: RETRY_TOPIC_CONFIG for name in names if "_retry_" in name}  # as the scripts create it
     for future in admin.create_topics([NewTopic(name, partitions, config=configs.get(name, {})) for name in names]).values():
         future.result(30)
@@ -225,11 +233,11 @@ class Record:
         return values[-1].decode("utf-8", "replace") if values and values[-1] is not None else None
 
 
-def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+def read_all(bootstrap: Connection, topic: str, timeout_s: float = 60.0) -> list[Record]:
     """Every record now in ``topic``, read up to end-of-partition on each partition."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

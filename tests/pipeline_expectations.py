@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from avro_utils import avro_serialize
 from domain.failures import attempt_draw
 from domain.headers import REASON_INVALID, REASON_UNDECODABLE
+from tests.kafka_helpers import Connection, client_config
 
 
 def float32(value: float) -> float:
@@ -49,9 +50,10 @@ class ForeignBatch:
     written: list[tuple[Optional[bytes], Optional[bytes]]] = field(default_factory=list)  # (key, value) of each record
 
 
-def write_foreign_orders(bootstrap: str, topic: str, count: int, rng: random.Random, poison_rounds: int = 1) -> ForeignBatch:
+def write_foreign_orders(bootstrap: Connection, topic: str, count: int, rng: random.Random,
+                         poison_rounds: int = 1) -> ForeignBatch:
     """Write ``count`` valid orders and the poison corpus, mixed, with odd keys and headers."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024})
+    producer = Producer({**client_config(bootstrap), "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024})
     batch = ForeignBatch()
     records: list[tuple[Optional[bytes], Optional[bytes], list]] = []
     for _ in range(count):

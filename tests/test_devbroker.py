@@ -62,7 +62,7 @@ def run_devbroker(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
 def test_kafka_options_with_tansu_are_a_usage_error():
     result = run_devbroker("--engine", "tansu", "--nodes", "3", env=dict(os.environ))
     assert result.returncode == 2
-    assert "--nodes and --data-dir need --engine kafka" in result.stderr and "Traceback" not in result.stderr
+    assert "--nodes, --data-dir and --secure need --engine kafka" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_java_is_one_line_saying_what_to_install(tmp_path: Path):

@@ -17,7 +17,7 @@ from domain.headers import (
     DLQ_REASON, ERROR, FIRST_FAILURE, LAST_FAILURE, RETRY_COUNT, RETRY_DUE, Failure, dead_letter_headers, retry_headers,
     too_large_headers,
 )
-from runtime.clients import PRODUCER_ENFORCED
+from runtime.clients import PRODUCER_ENFORCED, BrokerStatus
 from runtime.errors import FatalKafkaError, PipelineError
 from runtime.provenance import source_of
 from runtime.routing import COPY_PRODUCER_DEFAULTS, Router
@@ -79,7 +79,7 @@ def test_worker_copies_are_the_routers_copies_and_each_is_acknowledged(bootstrap
                 router.close()
         else:
             producer = Producer({"bootstrap.servers": bootstrap, **COPY_PRODUCER_DEFAULTS, **PRODUCER_ENFORCED})
-            route(Router(producer, topics.dlq, too_large_headers, acked.__setitem__), topics, msgs)
+            route(Router(producer, topics.dlq, too_large_headers, acked.__setitem__, BrokerStatus(bootstrap)), topics, msgs)
             assert producer.flush(30) == 0
         copies = by_source(bootstrap, topics)
         assert set(acked) == {(m.topic(), m.partition(), m.offset()) for m in msgs}
@@ -159,7 +159,7 @@ def test_an_undelivered_copy_stops_routing_instead_of_sending_it_again() -> None
     """A resent copy could land twice (the first may have been stored after all): stop, the restart finds the truth."""
     nobody_listens = f"127.0.0.1:{free_port()}"
     producer = Producer({"bootstrap.servers": nobody_listens, "message.timeout.ms": 500, "log_level": 0, **PRODUCER_ENFORCED})
-    router = Router(producer, "orders_dlq", too_large_headers, lambda source, copy: None)
+    router = Router(producer, "orders_dlq", too_large_headers, lambda source, copy: None, BrokerStatus(nobody_listens))
     [msg] = sources("orders", 1)
     router.copy(msg, "orders_retry", retry_headers, FAILURE, 1, 1_800_000_000_000)
     with pytest.raises(FatalKafkaError, match=r"copy of orders\[0\]@100 to orders_retry not delivered"):
