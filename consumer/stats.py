@@ -26,6 +26,7 @@ from runtime.cli import run
 from runtime.clients import PRODUCER_ENFORCED, Clients
 from runtime.errors import PipelineError
 from runtime.logs import setup_logging
+from runtime.reading import partitions_of
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -87,10 +88,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     clients = Clients(flags.kafka_settings(args), "orders-stats")
-    admin = clients.admin()
-    if args.stats_topic not in admin.list_topics(timeout=30).topics:
+    try:
+        partitions_of(clients, [args.stats_topic])  # waits a moment for a new topic to reach every broker
+    except PipelineError:
         raise PipelineError(f"the stats topic {args.stats_topic} does not exist (or {clients.status.principal} may not "
-                            "Describe it): check --stats-topic; the consumers create it when they first start")
+                            "Describe it): check --stats-topic; the consumers create it when they first start") from None
     checkpoints = CheckpointStore(clients, args.stats_topic, args.group_id).load()
     if args.reset:
         return reset(clients, args.group_id, args.stats_topic, checkpoints)

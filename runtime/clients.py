@@ -284,8 +284,8 @@ def topic_settings(admin: AdminClient, topics: list[str], name: str) -> dict[str
     """One setting of each topic, as the broker describes it; None where it reports none."""
     resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
     settings: dict[str, Optional[str]] = {}
-    for resource, future in admin.describe_configs(resources).items():
-        entry = future.result(15).get(name)
+    for resource, future in admin.describe_configs(resources, request_timeout=15).items():
+        entry = future.result().get(name)  # bounded by the request timeout: a KafkaException, never a hang
         settings[resource.name] = entry.value if entry is not None and entry.value else None
     return settings
 

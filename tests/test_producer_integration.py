@@ -169,3 +169,9 @@ def test_keys_land_where_a_java_producer_puts_them(runner: ScriptRunner, topics:
     records = read_all(bootstrap, topics.orders)
     assert len(records) == 300 and len({r.partition for r in records}) == 7
     assert all(r.partition == java_partition(r.key, 7) for r in records)
+
+
+def test_stats_with_a_stats_topic_that_does_not_exist_says_so(runner: ScriptRunner, topics: Topics):
+    result = runner.run("consumer.stats", "--json", "--stats-topic", topics.stats + "_typo", timeout_s=90)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"the stats topic {topics.stats}_typo does not exist" in result.stderr and "Traceback" not in result.stderr
