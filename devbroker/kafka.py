@@ -71,6 +71,7 @@ class KafkaNode:
     port: int
     controller_port: int
     internal_port: int  # inter-broker traffic (PLAINTEXT) when clients must authenticate on ``port``
+    tls_port: int  # SASL over TLS, beside ``port``, when the cluster has a TLS keystore
     directory: Path
     process: Optional[subprocess.Popen[bytes]] = None
 
@@ -100,10 +101,15 @@ class KafkaCluster:
         advertised_port: Optional[int] = None,
         data_dir: Optional[Path] = None,
         users: Optional[ScramUsers] = None,
+        tls_keystore: Optional[Path] = None,
     ) -> None:
         """``users``: clients authenticate with SASL/SCRAM, and an authoriser allows only what ACLs grant
         (see :mod:`devbroker.secure`); the admin's and the application's properties files are written to the
-        data dir once the cluster serves."""
+        data dir once the cluster serves. ``tls_keystore`` (with ``users``): a PEM file of the node's private key
+        (PKCS#8, unencrypted) and certificate chain, for a SASL_SSL listener on each node's ``tls_port``."""
+        if tls_keystore is not None and users is None:
+            raise BrokerError("a TLS listener here is for SASL over TLS: it needs SCRAM users too")
+        self.tls_keystore = tls_keystore
         if nodes < 1:
             raise BrokerError("a cluster needs at least one node")
         if advertised_port is not None and nodes != 1:
@@ -117,7 +123,8 @@ class KafkaCluster:
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="kafka-orders-kafka-"))
         ports = [port] + [free_port(host) for _ in range(nodes - 1)]
         self.nodes = [
-            KafkaNode(index + 1, ports[index], free_port(host), free_port(host), self.data_dir / f"node-{index + 1}")
+            KafkaNode(index + 1, ports[index], free_port(host), free_port(host), free_port(host),
+                      self.data_dir / f"node-{index + 1}")
             for index in range(nodes)
         ]
         self._java: Optional[str] = None
@@ -132,6 +139,10 @@ class KafkaCluster:
         data = f"data in {self.data_dir}" if self._keep_data else "data in a temp dir"
         secured = ", SASL/SCRAM and ACLs" if self.users else ""
         return f"Apache Kafka {kafka_version()}, {len(self.nodes)} node(s){secured}, {data}"
+
+    @property
+    def tls_bootstrap_servers(self) -> str:
+        return ",".join(f"{self.host}:{node.tls_port}" for node in self.nodes)
 
     @property
     def admin_properties(self) -> Path:
@@ -182,11 +193,18 @@ class KafkaCluster:
                 "sasl.enabled.mechanisms": MECHANISM,
                 f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config":
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
                 "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                 "allow.everyone.if.no.acl.found": "false",
                 # The nodes talk over the unauthenticated loopback listeners, as ANONYMOUS.
                 "super.users": f"User:{self.users.admin};User:ANONYMOUS",
             })
+        if self.tls_keystore is not None:
+            settings["listeners"] += f",SASL_SSL://{self.host}:{node.tls_port}"
+            settings["advertised.listeners"] += f",SASL_SSL://{self.host}:{node.tls_port}"
+            settings["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            settings.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": self.tls_keystore})
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _java_args(self, node: KafkaNode, main_class: str, *args: str) -> list[str]:

@@ -81,7 +81,7 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
         producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": txn_id}
     else:
-        # Copies wait out a broker outage (the sources pause, see throttle()); a copy that times out could
+        # Copies wait out a broker outage (the sources pause: Backpressure); a copy that times out could
         # only stop the script, since sending it again might duplicate it.
         producer_defaults = {**plan.producer_defaults, "message.timeout.ms": 0}
         producer_enforced = PRODUCER_ENFORCED

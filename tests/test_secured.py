@@ -23,6 +23,7 @@ from runtime.clients import RETRY_TOPIC_CONFIG, STATS_TOPIC_CONFIG
 from tests.conftest import engines_under_test
 from tests.kafka_helpers import DEV_PROPERTIES, ScriptRunner, Topics, engine_unavailable, read_all, read_json
 from tests.pipeline_expectations import expected_outcome, write_foreign_orders
+from tests.tls import Certificates, make_certificates
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +31,16 @@ FAST_BACKOFF = ["--backoff-base", "0.2", "--backoff-factor", "2", "--backoff-max
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, certificates: Certificates) -> Iterator[KafkaCluster]:
     if "kafka" not in engines_under_test():
         pytest.skip("KAFKA_ENGINES leaves Apache Kafka out")
-    log_path = tmp_path_factory.mktemp("secured") / "kafka.log"
-    with log_path.open("wb") as output:
-        cluster = KafkaCluster(free_port(), users=ScramUsers(), output=output)
+    with (tmp_path_factory.mktemp("secured") / "kafka.log").open("wb") as output:
+        cluster = KafkaCluster(free_port(), users=ScramUsers(), output=output, tls_keystore=certificates.keystore)
         try:
             cluster.start()
         except BrokerError as exc:
@@ -155,3 +160,23 @@ def test_a_missing_write_acl_on_the_dlq_stops_the_main_consumer_and_loses_nothin
         assert read_json(summary_path)["dead_lettered"] == len(batch.poison)
     finally:
         runner.cleanup()
+
+
+def test_sasl_over_tls_works_through_the_same_properties_file(secured: KafkaCluster, certificates: Certificates,
+                                                              tmp_path):
+    """SASL_SSL with the test's own CA: the scripts need nothing but the properties file's settings."""
+    assert secured.users is not None
+    topics = Topics.unique()
+    create_as_admin(secured, topics)
+    properties = tmp_path / "tls.properties"
+    properties.write_text(
+        DEV_PROPERTIES.read_text()
+        + secured.users.client_properties(secured.tls_bootstrap_servers, secured.users.app, secured.users.app_password)
+        .replace("security.protocol=SASL_PLAINTEXT", "security.protocol=SASL_SSL")
+        + f"ssl.ca.location={certificates.ca}\n"
+    )
+    runner = ScriptRunner(secured.tls_bootstrap_servers, tmp_path, {**topics.env(), "KAFKA_CONFIG_FILE": str(properties)})
+    result = runner.run("producer.producer", "--count", "20", "--rate", "0", timeout_s=90)
+    assert result.returncode == 0, result.stderr
+    assert "delivered=20 failed=0" in result.stderr
+    assert len(read_all(admin_config(secured), topics.orders)) == 20
