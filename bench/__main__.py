@@ -138,20 +138,18 @@ class Bench:
         return rate
 
     def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float, guarantee: str = "auto",
-                      fmt: str = "avro", routing_worker: bool = False) -> float:
+                      fmt: str = "avro") -> float:
         topics = self.topics(f"main{int(fail_rate * 100)}")
         limits.produce_all(self.bootstrap, topics.orders, records)
         summary = self.workdir / f"{topics.orders}.json"
         script = start("consumer.main_consumer", self.bootstrap, topics, "--fail-rate", str(fail_rate),
-                       "--guarantee", guarantee, "--format", fmt, "--summary-file", str(summary),
-                       *(["--routing-worker"] if routing_worker else []), log_dir=self.workdir)
+                       "--guarantee", guarantee, "--format", fmt, "--summary-file", str(summary), log_dir=self.workdir)
         try:
             rate = drain_rate(summary, len(records), HANDLED)
             self.note_peak(script)
         finally:
             script.stop()
-        log.info("main consumer at fail rate %g (%s%s): %.0f orders/s", fail_rate, guarantee,
-                 ", routing worker" if routing_worker else "", rate)
+        log.info("main consumer at fail rate %g (%s): %.0f orders/s", fail_rate, guarantee, rate)
         return rate
 
     def take_over(self, records: list[tuple[bytes, bytes]]) -> float:
@@ -347,8 +345,6 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
             if args.engine == "kafka":  # what exactly-once (auto's choice there) costs beside at-least-once
                 with bench.phase(key):
                     keep({key + "_at_least_once": bench.main_consumer(records, fail_rate, "at-least-once")})
-        with bench.phase("main_consumer_fail10_worker"):  # what a routing worker process gains at 10 % failures
-            keep({"main_consumer_fail10_worker": bench.main_consumer(records, 0.1, "at-least-once", routing_worker=True)})
     typical = {key: statistics.median(values) for key, values in runs.items()}
     log.info("throughput runs: %s", {key: [round(v) for v in values] for key, values in runs.items()})
     # A limit is the client at its fastest: whichever settings won.
@@ -364,8 +360,6 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
         if key + "_at_least_once" in typical:
             value = typical[key + "_at_least_once"]
             add(key + "_at_least_once", Figure(value, "orders/s", ratio(value, decode_limit), "decode_limit"))
-    worker = typical["main_consumer_fail10_worker"]
-    add("main_consumer_fail10_worker", Figure(worker, "orders/s", ratio(worker, decode_limit), "decode_limit"))
     with bench.phase("take-over"):
         # About 1,000,000 processed at 10 % failures: a partition's history, which a take-over must not read.
         history = records + records[: len(records) // 9]

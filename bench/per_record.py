@@ -4,19 +4,15 @@ The throughput runs of ``python -m bench`` say how fast; this says where the
 time goes, without the broker's share of the two cores: CPU time of this
 thread only (``time.thread_time``), best of ``--repeats``, on records built in
 memory (runs of 500 per partition, as a fetch returns them). At 10 %
-failures the copies go to a dev broker, made in this thread (the script's
-default) or by the routing worker (``--routing-worker``), whose own CPU time
-per copy is reported beside.
+failures the copies go, as in the script, through a producer to a dev broker.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 from confluent_kafka import Message
@@ -36,8 +32,7 @@ from domain.headers import too_large_headers
 from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients
 from runtime.gc_tuning import tune_for_streaming
 from runtime.offsets import OffsetTracker
-from runtime.routing import COPY_PRODUCER_DEFAULTS, Copies, Router
-from runtime.routing_worker import RoutingWorker, WorkerSpec
+from runtime.routing import COPY_PRODUCER_DEFAULTS, Router
 from runtime.settings import KafkaSettings
 
 PARTITIONS = 3
@@ -54,22 +49,16 @@ def cpu_us_per_record(work: Callable[[], None], records: int, repeats: int) -> f
     return best / records * 1e6
 
 
-def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[MainHandler, Copies]:
-    """A main consumer's handler owning every partition from offset 0, its copies made as asked."""
+def main_handler(fail_rate: float, bootstrap: str) -> tuple[MainHandler, Router]:
+    """A main consumer's handler owning every partition from offset 0, its copies made as the script makes them."""
     topics, kafka = Topics(), KafkaSettings(bootstrap)
     tracker = OffsetTracker()
 
     def acked(source: tuple[str, int, int], _copy: tuple[str, int, int]) -> None:
         tracker.complete(source[:2], source[2])
 
-    copies: Copies
-    if in_worker:
-        spec = WorkerSpec(kafka, "bench", topics.dlq, too_large_headers, (topics.retry, topics.dlq),
-                          COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, "WARNING")
-        copies = RoutingWorker(spec, acked)
-    else:
-        producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
-        copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus(bootstrap))
+    producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
+    copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus(bootstrap))
     average = RunningAverage()
     handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
                           average, MainEvents(average, topics, max_retries=3))
@@ -77,12 +66,6 @@ def main_handler(fail_rate: float, bootstrap: str, in_worker: bool) -> tuple[Mai
         tracker.start((topics.orders, partition), 0)
         handler.restore((topics.orders, partition), None)
     return handler, copies
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -105,40 +88,30 @@ def main(argv: Optional[list[str]] = None) -> int:
                 continue
             avro_deserialize(msg.value())
 
-    worker_us: list[float] = []
     with TansuBroker(free_port(), output=subprocess.DEVNULL) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
             future.result(30)
         figures = {"decode-only loop": cpu_us_per_record(decode_only, len(msgs), args.repeats)}
-        for name, fail_rate, in_worker in (("0% failures", 0.0, False), ("10% failures", 0.1, False),
-                                           ("10% failures, routing worker", 0.1, True)):
-            handler, copies = main_handler(fail_rate, broker.bootstrap_servers, in_worker)
+        for fail_rate in (0.0, 0.1):
+            handler, copies = main_handler(fail_rate, broker.bootstrap_servers)
 
             def drain() -> None:
-                worker_started = process_cpu_s(copies.pid) if isinstance(copies, RoutingWorker) else 0.0
                 for batch in batches:
                     handler.handle(batch)
                     copies.serve()
                 copies.flush(30)
-                if isinstance(copies, RoutingWorker):
-                    worker_us.append((process_cpu_s(copies.pid) - worker_started) * 1e6)
 
-            try:
-                figures[f"main consumer, {name}"] = cpu_us_per_record(drain, len(msgs), args.repeats)
-            finally:
-                copies.close()
+            figures[f"main consumer, {fail_rate:.0%} failures"] = cpu_us_per_record(drain, len(msgs), args.repeats)
         routed = handler.average.owned().retried / args.repeats  # the 10 % run's copies, per pass
     decode = figures["decode-only loop"]
     print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records:")
     print(f"  {'decode-only loop':<32} {decode:6.2f} us")
     for name, value in list(figures.items())[1:]:
         print(f"  {name:<32} {value:6.2f} us  ({value - decode:+.2f} us beside the decode-only loop)")
-    for name in ("10% failures", "10% failures, routing worker"):
-        extra = figures[f"main consumer, {name}"] - figures["main consumer, 0% failures"]
-        print(f"  {name}: per routed copy {extra * len(msgs) / routed:6.1f} us of this thread  ({routed:,.0f} copies; "
-              "the failure draw of every record included)")
-    print(f"  the routing worker's own process, per routed copy  {min(worker_us) / routed:6.1f} us  (best of its runs)")
+    extra = figures["main consumer, 10% failures"] - figures["main consumer, 0% failures"]
+    print(f"  10 % failures, per routed copy   {extra * len(msgs) / routed:6.1f} us  ({routed:,.0f} copies; "
+          "the failure draw of every record included)")
     return 0
 
 

@@ -54,7 +54,7 @@ class Script:
 
     def sample_rss(self, progress: float) -> None:
         """RSS now and peak RSS so far (VmHWM) of the script with its child processes (the main
-        consumer's routing worker), added up: the peak is then an upper bound."""
+        consumer's children, if any), added up: the peak is then an upper bound."""
         if self.process.poll() is not None:
             return  # finished (the producer ends before the consumers)
         rss = peak = 0.0

@@ -52,9 +52,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL", "") or None, metavar="URL",
                         help="decode Schema-Registry-framed values through this registry (env SCHEMA_REGISTRY_URL; "
                         "needs requirements-registry.txt); without it they are dead-lettered with their schema id")
-    parser.add_argument("--routing-worker", action="store_true", default=env("ROUTING_WORKER", "") == "1",
-                        help="at-least-once: retry and DLQ copies made by a child process, so that this one only "
-                        "decides (env ROUTING_WORKER=1; docs/performance.md measures the gain)")
     flags.add_failure_args(parser)
     flags.add_consumer_args(parser, "MAIN_GROUP_ID", "orders-main")
     flags.add_backoff_args(parser)
@@ -155,8 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     topics, codec = flags.topics(args), flags.codec(args)
     plan = Plan(sources=(topics.orders, topics.redrive), targets=(topics.retry, topics.dlq), dead_letter_topic=topics.dlq,
                 too_large=too_large_headers, consumer_defaults=DRAINING_CONSUMER_DEFAULTS,
-                topic_config={topics.retry: RETRY_TOPIC_CONFIG}, copies_in_worker=args.routing_worker,
-                settled_only=True)  # its counts include copies asked for
+                topic_config={topics.retry: RETRY_TOPIC_CONFIG}, settled_only=True)  # its counts include copies asked for
     wiring = wire(flags.kafka_settings(args), flags.consumer_settings(args), plan, lambda: stop.requested)
     if wiring is None:
         return 0

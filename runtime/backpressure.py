@@ -32,7 +32,7 @@ class Backpressure:
     def apply(self, owned: list[Partition], held: set[Partition]) -> None:
         """Pause ``owned`` while more than MAX_IN_FLIGHT copies are in flight; resume once half are done.
 
-        Copies briefly behind (a busy routing worker) are waited for, up to
+        Copies briefly behind (a broker busy for a moment) are waited for, up to
         BRIEF_WAIT_S, far inside ``max.poll.interval.ms``. Longer (a slow or
         absent broker), every owned partition is paused, and the loop goes on
         polling (with no timeout while :attr:`paused`). ``held``: partitions

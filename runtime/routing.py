@@ -45,14 +45,13 @@ class RecordRef(NamedTuple):
 
 
 # recipe(headers of the source record, where it lies, now in epoch ms, *args) -> the copy's headers.
-# A module-level function, so that the routing worker process can receive it too.
 HeaderRecipe = Callable[..., Headers]
 # too_large(headers, value size, why) -> the headers of a stub that replaces a value too large to copy.
 TooLargeRecipe = Callable[[Headers, int, str], Headers]
 
 
 class Copies(Protocol):
-    """The one interface for making copies: a :class:`Router` in this thread, or a routing worker process."""
+    """What the loop and the checkpoints ask of whatever makes the copies (a :class:`Router`, a test's stand-in)."""
 
     def copy(self, msg: Message, topic: str, recipe: HeaderRecipe, *args: Any) -> None:
         """Copy ``msg`` to ``topic`` with headers ``recipe(msg.headers(), ref_of(msg), now_ms(), *args)``."""

@@ -2,13 +2,11 @@
 
 Built in each script's ``main()``, never at import. With exactly-once (chosen
 by the settings' guarantee), one transactional producer makes the copies and
-the checkpoints; with at-least-once an idempotent producer makes them, in
-this thread or, where the plan asks for it, in a :class:`RoutingWorker` process.
+the checkpoints; with at-least-once an idempotent producer makes them.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -20,7 +18,6 @@ from runtime.clients import (
     GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes,
 )
 from runtime.routing import COPY_PRODUCER_DEFAULTS, AckCallback, Copies, Router, TooLargeRecipe
-from runtime.routing_worker import RoutingWorker, WorkerSpec
 from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
 from runtime.transactions import TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
 
@@ -38,7 +35,6 @@ class Plan:
     consumer_defaults: Mapping[str, Any] = field(default_factory=lambda: GROUP_CONSUMER_DEFAULTS)
     producer_defaults: Mapping[str, Any] = field(default_factory=lambda: COPY_PRODUCER_DEFAULTS)
     topic_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # of topics it creates
-    copies_in_worker: bool = False  # at-least-once: copies made by a child process (see RoutingWorker)
     fresh_from_committed: bool = False  # see CheckpointedConsumer
     settled_only: bool = False  # see CheckpointedConsumer
 
@@ -76,7 +72,6 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     txn_id = transactional_id(settings)
     guarantee, why = resolve_guarantee(settings.guarantee, clients, txn_id)
     transactional = guarantee == EXACTLY_ONCE
-    in_worker = plan.copies_in_worker and not transactional
     if transactional:
         producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
         producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": txn_id}
@@ -92,14 +87,9 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
                                     consumer.consumer_group_metadata, clients.status, txn_id)
         producer = transactions.producer
     else:
-        warm_up = [settings.stats_topic] if in_worker else [*plan.targets, settings.stats_topic]
-        producer = clients.producer(producer_defaults, producer_enforced, warm_up=warm_up)
+        producer = clients.producer(producer_defaults, producer_enforced, warm_up=[*plan.targets, settings.stats_topic])
 
     def make_copies(on_acked: AckCallback) -> Copies:
-        if in_worker:
-            spec = WorkerSpec(kafka, settings.group_id, plan.dead_letter_topic, plan.too_large, plan.targets,
-                              producer_defaults, PRODUCER_ENFORCED, logging.getLevelName(logging.getLogger().level))
-            return RoutingWorker(spec, on_acked)
         limit = max_message_bytes(clients.admin(), list(plan.targets)) if transactional else None
         return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, clients.status,
                       transaction_max_bytes=limit)
@@ -109,6 +99,6 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
                                         plan.fresh_from_committed, plan.settled_only)
     if transactions is not None:
         router = checkpointed.copies
-        assert isinstance(router, Router)  # exactly-once copies are made in this thread, inside the transaction
+        assert isinstance(router, Router)
         transactions.on_renewed += [checkpointed.use_producer, router.use_producer]
     return Wiring(settings, plan, clients, consumer, checkpointed, f"{guarantee} ({why})")
