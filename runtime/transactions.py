@@ -189,9 +189,13 @@ class Transactions:
         why = f"was fenced ({error.str()})" if error is not None else "is stuck"
         log.warning("%s: this instance's producer %s; its open transaction is void. Starting a new producer with "
                     "the same transactional.id, which fences the old one", what, why)
-        self.producer = self._start()
+        replaced, self.producer = self.producer, self._start()
         for renewed in self.on_renewed:
             renewed(self.producer)
+        if error is not None:  # a stuck one stays with the call that holds it; a fenced one serves nothing any more
+            with contextlib.suppress(KafkaException):  # closing reports the fencing once more
+                replaced.purge(blocking=False)
+                replaced.close()
 
     def close(self) -> None:
         """Abort what the last commit did not take (after a failed final checkpoint)."""
