@@ -312,7 +312,6 @@ class CheckpointedConsumer:
             self.consumer.close()
             if self.transactions is not None:
                 self.transactions.close()
-            self.copies.close()
 
     def _drop(self, partitions: set[Partition]) -> None:
         self.tracker.forget(partitions)

@@ -71,9 +71,6 @@ class Copies(Protocol):
     def __len__(self) -> int:
         """Copies not yet acknowledged."""
 
-    def close(self) -> None:
-        """After the last flush: release what only the copies use."""
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -125,9 +122,6 @@ class Router:
 
     def flush(self, timeout: float) -> int:
         return self.producer.flush(timeout)
-
-    def close(self) -> None:
-        """Nothing to release: the producer is the checkpointed consumer's, which flushed it."""
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer replaces a fenced one."""

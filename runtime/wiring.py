@@ -55,7 +55,7 @@ class Wiring:
         return self.checkpointed.copies
 
     def close(self) -> None:
-        """Flush, checkpoint, commit, leave the group, stop the copies (:meth:`CheckpointedConsumer.close`)."""
+        """Flush, checkpoint, commit and leave the group (:meth:`CheckpointedConsumer.close`)."""
         self.checkpointed.close()
 
 
