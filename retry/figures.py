@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol, Sized
 
 from confluent_kafka import Message
 
 from app import metrics as figures
+from app.settings import Topics
 from domain.headers import REASON_EXHAUSTED
 from runtime.metrics import CounterSync
 
-if TYPE_CHECKING:
-    from retry.retry_consumer import RetryHandler
-
 log = logging.getLogger("retry-consumer")
+
+
+class RetryCounts(Protocol):
+    """What the figures read of the retry consumer's handler."""
+
+    redriven: int
+    dead_lettered: int
+    schedule: Sized  # the records waiting
+    lateness_ms: list[int]  # of re-drives not yet observed
+    topics: Topics
 
 
 class RetryFigures:
     """The runtime's :class:`runtime.loop.Observer` for the retry consumer: its counts as Prometheus metrics."""
 
-    def __init__(self, handler: RetryHandler) -> None:
+    def __init__(self, handler: RetryCounts) -> None:
         self.handler = handler
         self._redriven = CounterSync(figures.REDRIVEN)
         self._exhausted = CounterSync(figures.DEAD_LETTERED.labels(reason=REASON_EXHAUSTED))
