@@ -189,13 +189,11 @@ class Transactions:
         why = f"was fenced ({error.str()})" if error is not None else "is stuck"
         log.warning("%s: this instance's producer %s; its open transaction is void. Starting a new producer with "
                     "the same transactional.id, which fences the old one", what, why)
-        replaced, self.producer = self.producer, self._start()
+        # The replaced producer is released once nothing refers to it: closing a fenced one here warns from inside
+        # confluent-kafka and leaves an exception set that a later call trips over (SystemError), measured on 2.16.1.
+        self.producer = self._start()
         for renewed in self.on_renewed:
             renewed(self.producer)
-        if error is not None:  # a stuck one stays with the call that holds it; a fenced one serves nothing any more
-            with contextlib.suppress(KafkaException):  # closing reports the fencing once more
-                replaced.purge(blocking=False)
-                replaced.close()
 
     def close(self) -> None:
         """Abort what the last commit did not take (after a failed final checkpoint)."""
