@@ -29,7 +29,7 @@ from domain.dead_letters import (
 )
 from domain.headers import replay_headers
 from runtime.cli import run
-from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics
+from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics, guarded
 from runtime.logs import setup_logging
 from runtime.metrics import serve
 from runtime.provenance import source_of, with_source
@@ -125,12 +125,13 @@ def follow(clients: Clients, topics: Topics, group_id: str, from_beginning: bool
                 tp.offset = OFFSET_BEGINNING
             c.assign(partitions)
 
-    consumer.subscribe([topics.dlq], on_assign=on_assign)
+    consumer.subscribe([topics.dlq], on_assign=guarded(clients.status, on_assign))
     log.info("Following %s%s", topics.dlq, " from the beginning" if from_beginning else "")
     shown = 0
     try:
         while not stop.requested:
             msg = consumer.poll(0.5)
+            clients.status.check()  # a refusal or fatal error the clients reported: stop
             if msg is None:
                 continue
             if msg.error():
@@ -184,6 +185,7 @@ def replay(clients: Clients, topics: Topics, group_id: str, request: ReplayReque
     try:
         while unfinished and not stop.requested:
             msg = consumer.poll(0.5)
+            clients.status.check()  # a refusal or fatal error the clients reported: stop
             if msg is None:
                 continue
             if msg.error():

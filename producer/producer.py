@@ -199,6 +199,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     tune_for_streaming()
     next_send = last_publish = time.monotonic()
     while not stop.requested and (args.count is None or stats.sent < args.count):
+        clients.status.check()  # a refusal or fatal error the producer reported: stop
         if interval:
             wait = next_send - time.monotonic()
             if wait > 0:

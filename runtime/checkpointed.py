@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from runtime.clients import Clients
+from runtime.clients import Clients, guarded
 from runtime.copies import CopiedBefore, CopyLedger, find_copies, listed_ends
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
@@ -115,7 +115,9 @@ class CheckpointedConsumer:
                 self.transactions.abort(f"this member lost {describe(partitions)}")
                 self._rewind()
 
-        self.consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+        status = self.clients.status  # what a callback raises is raised by the loop's next status check
+        self.consumer.subscribe(topics, on_assign=guarded(status, on_assign), on_revoke=guarded(status, on_revoke),
+                                on_lost=guarded(status, on_lost))
 
     def take_over(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Restore partitions from their checkpoints and the copies made since; return their start offsets."""
@@ -193,7 +195,7 @@ class CheckpointedConsumer:
         for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
-                            on_delivery=None if final else partial(self._checkpoint_stored, commit))
+                            on_delivery=None if final else guarded(self.clients.status, partial(self._checkpoint_stored, commit)))
             self._saved[partition] = checkpoint
             commits.append(commit)
         if not commits:

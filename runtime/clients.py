@@ -7,10 +7,11 @@ failures, which :class:`BrokerStatus` reports once per outage instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -70,17 +71,19 @@ class _ClientLogs(logging.Filter):
 
 
 class BrokerStatus:
-    """Says once, in one line, that the broker is unreachable (repeated at most every 30 s); keeps the first refusal.
+    """Says once, in one line, that the broker is unreachable (repeated at most every 30 s); keeps the first
+    refusal and the first failure the clients' callbacks reported.
 
-    A refusal (failed authentication, a missing ACL) is kept, not raised, since the
-    error callback may run on a client's own thread: :meth:`check` raises it where
-    the script can stop.
+    Callbacks never raise (see :func:`guarded`): a refusal (failed authentication,
+    a missing ACL) or a failure (a copy not delivered, a fatal client error) is
+    kept, and :meth:`check` raises it where the script can stop.
     """
 
     def __init__(self, bootstrap_servers: str, principal: str = "this client's principal") -> None:
         self.bootstrap_servers = bootstrap_servers
         self.principal = principal
         self.refused: Optional[AccessDenied] = None
+        self.failed: Optional[Exception] = None
         self._last_notice = float("-inf")
 
     def refuse(self, refusal: AccessDenied) -> None:
@@ -88,10 +91,19 @@ class BrokerStatus:
         if self.refused is None:
             self.refused = refusal
 
+    def fail(self, failure: Exception) -> None:
+        """Keep the first failure that stops the script; a refusal reported alongside is raised first."""
+        if isinstance(failure, AccessDenied):
+            self.refuse(failure)
+        elif self.failed is None:
+            self.failed = failure
+
     def check(self) -> None:
-        """Raise the first refusal the clients reported, if any."""
+        """Raise the first refusal the clients reported, else their first failure, if any."""
         if self.refused is not None:
             raise self.refused
+        if self.failed is not None:
+            raise self.failed
 
     def unreachable(self, detail: str) -> None:
         now = time.monotonic()
@@ -99,25 +111,56 @@ class BrokerStatus:
             self._last_notice = now
             log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, detail)
 
+    def waiting(self, what: str, detail: str) -> None:
+        """A call that failed for a fault that passes: one line, then at most one every 30 s."""
+        now = time.monotonic()
+        if now - self._last_notice >= _REPEAT_NOTICE_S:
+            self._last_notice = now
+            log.warning("Could not %s (%s); retrying", what, detail)
+
     def reachable(self) -> None:
         if self._last_notice != float("-inf"):
             log.info("Kafka broker at %s is reachable again", self.bootstrap_servers)
         self._last_notice = float("-inf")
 
-    def error_cb(self, error: KafkaError) -> None:
+    def error_cb(self, error: KafkaError, on_fatal: Optional[Callable[[KafkaError], None]] = None) -> None:
+        """``on_fatal``: the owner of a client that can be replaced (a transactional producer); others stop."""
         if is_refusal(error):
             self.refuse(denied(error, self.principal))
         elif error.code() in _UNREACHABLE_CODES:
             if self.refused is not None:
                 return  # it is reachable, and refuses: the refusal is the line to read
             self.unreachable(_short(error.str()))
+        elif error.fatal() and on_fatal is not None:
+            on_fatal(error)
+        elif error.fatal():
+            self.fail(fatal_error(error))
         elif error.code() == KafkaError._FENCED:
             log.warning("Kafka client error: %s (the open transaction is void; it is renewed at the next commit)",
                         error.str())
-        elif error.fatal():
-            raise fatal_error(error)
         else:
             log.warning("Kafka client error: %s", error.str())
+
+
+Callback = TypeVar("Callback", bound=Callable[..., None])
+
+
+def guarded(status: BrokerStatus, callback: Callback) -> Callback:
+    """``callback`` for a Kafka client, keeping what it raises in ``status`` instead of raising it.
+
+    An exception raised inside a client callback stays pending while the client
+    calls its next one (its logger), which then fails with ``SystemError``
+    (confluent-kafka 2.16.1): the script's loop raises it from ``status.check()``.
+    """
+
+    @functools.wraps(callback)
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as failure:
+            status.fail(failure)
+
+    return call  # type: ignore[return-value]
 
 
 def fatal_error(error: KafkaError) -> FatalKafkaError:
@@ -146,10 +189,11 @@ class Clients:
             self.log.removeFilter(earlier)  # the latest Clients of this id owns its lines
         self.log.addFilter(_ClientLogs(self.status))
 
-    def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any]) -> dict[str, Any]:
+    def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any],
+                on_fatal: Optional[Callable[[KafkaError], None]] = None) -> dict[str, Any]:
         base = {"client.id": self.client_id, **defaults}
         config = self.settings.client_config(base, enforced)
-        config["error_cb"] = self.status.error_cb
+        config["error_cb"] = guarded(self.status, functools.partial(self.status.error_cb, on_fatal=on_fatal))
         config["logger"] = self.log
         return config
 
@@ -162,14 +206,16 @@ class Clients:
             raise ConfigError(f"invalid Kafka client setting: {exc}") from None
 
     def producer(
-        self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}, warm_up: Iterable[str] = ()
+        self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}, warm_up: Iterable[str] = (),
+        on_fatal: Optional[Callable[[KafkaError], None]] = None,
     ) -> Producer:
         """A producer; with ``warm_up`` topics, connected and holding their metadata before it returns.
 
         Without that, librdkafka looks the topic up on the first ``produce()``
-        and the first records wait for the answer.
+        and the first records wait for the answer. ``on_fatal``: told of a fatal
+        error instead of stopping the script (a transactional producer is replaced).
         """
-        producer = self._build(Producer, self._config({**PRODUCER_BASE, **defaults}, enforced))
+        producer = self._build(Producer, self._config({**PRODUCER_BASE, **defaults}, enforced, on_fatal))
         for topic in warm_up:
             try:
                 producer.list_topics(topic, timeout=WARM_UP_TIMEOUT_S)
@@ -288,6 +334,40 @@ def topic_settings(admin: AdminClient, topics: list[str], name: str) -> dict[str
         entry = future.result().get(name)  # bounded by the request timeout: a KafkaException, never a hang
         settings[resource.name] = entry.value if entry is not None and entry.value else None
     return settings
+
+
+# Errors of a broker fault that passes: a node down, a leader or coordinator moving or loading, a request timed out.
+_TRANSIENT_CODES = _UNREACHABLE_CODES | {
+    KafkaError._TIMED_OUT, KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS, KafkaError._TRANSPORT,
+}
+T = TypeVar("T")
+
+
+def is_transient(error: KafkaError) -> bool:
+    """Whether waiting can help: never for a refusal or a fatal error."""
+    return not is_refusal(error) and not error.fatal() and (error.retriable() or error.code() in _TRANSIENT_CODES)
+
+
+def patiently(call: Callable[[], T], status: BrokerStatus, what: str,
+              should_stop: Callable[[], bool] = lambda: False, retry_interval_s: float = 2.0) -> Optional[T]:
+    """``call()``, again after each transient error (said in one line, at most every 30 s); None if asked to stop.
+
+    Every admin and client call this project makes is bounded by its own
+    timeout; this is what turns a broker fault during one into a wait, not an exit.
+    """
+    while not should_stop():
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0]
+            status.check()  # the error callback may know the cause: a refusal
+            if not is_transient(error):
+                raise
+            status.waiting(what, _short(error.str()))
+            _wait(retry_interval_s, should_stop)
+    return None
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -55,9 +55,9 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
     checkpointed.subscribe(list(wiring.plan.sources), handler)
     try:
         while not stop.requested:
-            status.check()                                           # a refusal (auth, ACL) stops: waiting cannot help
             batch = next_batch(consumer, wiring.settings.batch_size,
                                0 if backpressure.paused else handler.poll_timeout_s())     # poll
+            status.check()                                           # a refusal or failure the clients reported: stop
             records = checkpointed.not_copied_before(without_errors(batch, status))
             started = time.monotonic()
             handler.handle(records)                                  # decode -> validate -> process -> route
@@ -72,6 +72,7 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
         close_after_error(wiring, error)
         raise
     wiring.close()
+    status.check()  # a copy not delivered while closing: exit non-zero; its source was not committed
     log.info("Stopped")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from runtime.access import denied, is_refusal
-from runtime.clients import BrokerStatus
+from runtime.clients import BrokerStatus, guarded
 from runtime.errors import FatalKafkaError
 from runtime.provenance import Headers, HeaderValue, Source, with_source
 
@@ -141,7 +141,7 @@ class Router:
         if limit is not None and record_bytes(key, value, headers) > limit:
             self._send_stub(key, value, headers, source, f"over the topics' max.message.bytes {limit}")
             return
-        report = partial(self._delivered, topic, key, value, headers, source)
+        report = guarded(self.status, partial(self._delivered, topic, key, value, headers, source))
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
@@ -157,7 +157,7 @@ class Router:
         log.error("Record %s[%d]@%d (%d bytes) is too large to copy (%s); dead-lettering it without its value",
                   *source, size, why)
         stub_headers = self.too_large(headers, size, why)
-        report = partial(self._delivered, self.dead_letter_topic, key, None, stub_headers, source)
+        report = guarded(self.status, partial(self._delivered, self.dead_letter_topic, key, None, stub_headers, source))
         produce_patiently(self.producer, self.dead_letter_topic, key=key, value=None, headers=stub_headers,
                           on_delivery=report)
 
@@ -170,18 +170,17 @@ class Router:
             return
         if is_refusal(err):
             self.status.refuse(denied(err, self.status.principal, "Write", topic))
-            if self.transaction_max_bytes is None:
-                self.status.check()  # stop; the restart finds which copies landed
         if self.transaction_max_bytes is not None:
             log.debug("Copy of %s[%d]@%d not delivered (%s); its transaction aborts", *source, err.str())
             return
         if err.code() in _TOO_LARGE and value is not None:
             self._send_stub(key, value, headers, source, err.str())
             return
-        raise FatalKafkaError(
+        # Its source stays open, so no commit passes it; the loop stops at its next status check.
+        self.status.fail(FatalKafkaError(
             f"copy of {source[0]}[{source[1]}]@{source[2]} to {topic} not delivered ({err.str()}); stopping, "
             f"so that the restart finds which copies landed"
-        )
+        ))
 
 
 def record_bytes(key: Optional[bytes], value: Optional[bytes], headers: Headers) -> int:

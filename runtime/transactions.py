@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from runtime.access import denied, is_refusal
-from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients, fatal_error
+from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients, fatal_error, patiently
 from runtime.settings import AT_LEAST_ONCE, AUTO, EXACTLY_ONCE, ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ COMMIT_ATTEMPTS = 3
 _COORDINATOR_SETTING = "transaction.state.log.replication.factor"
 
 
-def resolve_guarantee(choice: str, clients: Clients, transactional_id: str) -> tuple[str, str]:
-    """The guarantee to run with, and why (for the start-up line).
+def resolve_guarantee(choice: str, clients: Clients, transactional_id: str,
+                      should_stop: Callable[[], bool] = lambda: False) -> Optional[tuple[str, str]]:
+    """The guarantee to run with, and why (for the start-up line); None if asked to stop while the broker was away.
 
     ``auto`` reads the broker's settings where the principal may (Tansu and an
     open Apache Kafka); most production clusters grant no DescribeConfigs on
@@ -49,12 +50,16 @@ def resolve_guarantee(choice: str, clients: Clients, transactional_id: str) -> t
     """
     if choice != AUTO:
         return choice, "asked for"
+    admin = clients.admin()
     try:
-        coordinator = has_transaction_coordinator(clients.admin())
+        coordinator = patiently(lambda: has_transaction_coordinator(admin), clients.status,
+                                "read the broker's settings", should_stop)
     except KafkaException as exc:
         if not is_refusal(exc.args[0]):
             raise
-        return _try_transactions(clients, transactional_id)
+        return _try_transactions(clients, transactional_id, should_stop)
+    if coordinator is None:
+        return None
     if coordinator:
         return EXACTLY_ONCE, "auto: the broker has a transaction coordinator"
     return AT_LEAST_ONCE, "auto: the broker reports no transaction coordinator"
@@ -68,10 +73,13 @@ def has_transaction_coordinator(admin: AdminClient) -> bool:
     return _COORDINATOR_SETTING in future.result()
 
 
-def _try_transactions(clients: Clients, transactional_id: str) -> tuple[str, str]:
+def _try_transactions(clients: Clients, transactional_id: str,
+                      should_stop: Callable[[], bool]) -> Optional[tuple[str, str]]:
     producer = clients.producer({}, {**PRODUCER_ENFORCED, "transactional.id": transactional_id})
     try:
-        producer.init_transactions(TRANSACTION_TIMEOUT_S)
+        if patiently(lambda: producer.init_transactions(TRANSACTION_TIMEOUT_S) or True, clients.status,
+                     "initialise transactions", should_stop) is None:
+            return None
     except KafkaException as exc:
         if not is_refusal(exc.args[0]):
             raise
@@ -91,25 +99,33 @@ def transactional_id(settings: ConsumerSettings) -> str:
 class Transactions:
     """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next.
 
-    A producer fenced for good (its transaction timed out on the coordinator
-    during a stall or a broker outage) is replaced by a new one with the same
-    transactional.id, and the users of the old one are told (``on_renewed``).
+    A producer fenced or failed for good (its transaction timed out on the
+    coordinator during a stall or a broker outage), wherever librdkafka reports
+    it (its error callback, ``produce``, commit, abort), is replaced at the next
+    commit by a new one with the same transactional.id, and the users of the
+    old one are told (``on_renewed``); the caller rewinds.
     """
 
-    def __init__(self, new_producer: Callable[[], Producer], group_metadata: Callable[[], Any],
-                 status: BrokerStatus, transactional_id: str) -> None:
-        """``status``: where refusals are kept (:class:`runtime.clients.BrokerStatus`); one stops the transactions."""
+    def __init__(self, new_producer: Callable[[Callable[[KafkaError], None]], Producer],
+                 group_metadata: Callable[[], Any], status: BrokerStatus, transactional_id: str) -> None:
+        """``new_producer(on_fatal)``: a producer whose fatal errors go to ``on_fatal``. ``status``: where
+        refusals are kept (:class:`runtime.clients.BrokerStatus`); one stops the transactions."""
         self.transactional_id = transactional_id
         self.new_producer = new_producer
         self.group_metadata = group_metadata
         self.status = status
         self.on_renewed: list[Callable[[Producer], None]] = []
+        self.generation = 0
+        self.void: Optional[KafkaError] = None  # the fatal error of the current producer, reported by its callback
         self.producer = self._start()
 
     def _start(self) -> Producer:
-        producer = self.new_producer()
+        self.generation += 1
+        self.void = None
+        generation = self.generation
+        producer = self.new_producer(lambda error: self._failed_for_good(generation, error))
         try:
-            producer.init_transactions(TRANSACTION_TIMEOUT_S)
+            patiently(lambda: producer.init_transactions(TRANSACTION_TIMEOUT_S), self.status, "initialise transactions")
         except KafkaException as exc:
             if is_refusal(exc.args[0]):
                 raise denied(exc.args[0], self.status.principal, "Write", self.transactional_id) from None
@@ -124,6 +140,9 @@ class Transactions:
         the cluster refused something (a missing ACL), every commit aborts and raises that refusal.
         """
         self.status.check()
+        if self.void is not None:
+            self._renew(self.void, "the transaction could not commit")
+            return False
         try:
             write_last(self.producer)
             if offsets:
@@ -169,6 +188,15 @@ class Transactions:
             if not exc.args[0].fatal():
                 raise fatal_error(exc.args[0]) from None
             self._renew(exc.args[0], "the transaction could not abort")
+
+    def _failed_for_good(self, generation: int, error: KafkaError) -> None:
+        """The error callback's fatal error: kept for the next commit, which renews the producer (a replaced
+        producer's late report is ignored)."""
+        if generation != self.generation or self.void is not None:
+            return
+        self.void = error
+        log.warning("This instance's transactional producer failed for good (%s); its open transaction is void, "
+                    "and the producer is replaced at the next commit", error.str())
 
     def _failed(self, error: KafkaError, what: str) -> None:
         """After any failure inside the transaction (a refused offset commit, a copy that timed out, a produce

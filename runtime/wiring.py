@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from runtime.checkpointed import CheckpointedConsumer
 from runtime.checkpoints import CheckpointStore
 from runtime.clients import (
-    GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes,
+    GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes, patiently,
 )
 from runtime.routing import COPY_PRODUCER_DEFAULTS, AckCallback, Copies, Router, TooLargeRecipe
 from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
@@ -70,7 +70,10 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     ):
         return None
     txn_id = transactional_id(settings)
-    guarantee, why = resolve_guarantee(settings.guarantee, clients, txn_id)
+    resolved = resolve_guarantee(settings.guarantee, clients, txn_id, should_stop)
+    if resolved is None:
+        return None
+    guarantee, why = resolved
     transactional = guarantee == EXACTLY_ONCE
     if transactional:
         producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
@@ -83,14 +86,17 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     consumer = clients.consumer(plan.consumer_defaults, {**CONSUMER_ENFORCED, "group.id": settings.group_id})
     transactions = None
     if transactional:
-        transactions = Transactions(lambda: clients.producer(producer_defaults, producer_enforced),
+        transactions = Transactions(lambda on_fatal: clients.producer(producer_defaults, producer_enforced,
+                                                                      on_fatal=on_fatal),
                                     consumer.consumer_group_metadata, clients.status, txn_id)
         producer = transactions.producer
     else:
         producer = clients.producer(producer_defaults, producer_enforced, warm_up=[*plan.targets, settings.stats_topic])
 
     def make_copies(on_acked: AckCallback) -> Copies:
-        limit = max_message_bytes(clients.admin(), list(plan.targets)) if transactional else None
+        admin = clients.admin()
+        limit = patiently(lambda: max_message_bytes(admin, list(plan.targets)), clients.status,
+                          "read the copy topics' max.message.bytes") if transactional else None
         return Router(producer, plan.dead_letter_topic, plan.too_large, on_acked, clients.status,
                       transaction_max_bytes=limit)
 

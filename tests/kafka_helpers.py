@@ -121,7 +121,18 @@ class Script:
             self.process.wait()
             raise AssertionError(f"{self.name} did not stop within {timeout_s} s after SIGTERM:\n{self.output()[-3000:]}")
 
+    def exited_by_itself(self) -> bool:
+        """Ended without being asked to, other than a finite script finishing cleanly."""
+        return not self.running() and not self.stopped and not (self.finite and self.process.returncode == 0)
+
     def kill(self) -> None:
+        """SIGKILL it; fails if it had already ended by itself (a crash that a restart would hide)."""
+        if self.exited_by_itself():
+            raise AssertionError(f"{self.name} exited with {self.process.returncode} before it was killed:\n"
+                                 f"{self.output()[-4000:]}")
+        self.terminate()
+
+    def terminate(self) -> None:
         self.stopped = True
         if self.running():
             self.process.kill()
@@ -176,15 +187,23 @@ class ScriptRunner:
 
         def check() -> Any:
             for script in self.scripts:
-                if not script.running() and not script.stopped and not (script.finite and script.process.returncode == 0):
+                if script.exited_by_itself():
                     raise AssertionError(f"{script.name} exited with {script.process.returncode}:\n{script.output()[-4000:]}")
             return predicate()
 
         return wait_until(check, timeout_s, interval_s, what)
 
+    def assert_healthy(self) -> None:
+        """No script of this run ended by itself or printed a traceback, killed ones included."""
+        for script in self.scripts:
+            assert not script.exited_by_itself(), f"{script.name} exited with {script.process.returncode}:\n" \
+                f"{script.output()[-4000:]}"
+            output = script.output()
+            assert "Traceback" not in output, f"{script.name} printed a traceback:\n{output[output.index('Traceback'):][:4000]}"
+
     def cleanup(self) -> None:
         for script in self.scripts:
-            script.kill()
+            script.terminate()
             script._log_file.close()
 
 

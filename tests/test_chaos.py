@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -20,6 +20,7 @@ from devbroker import BrokerError, KafkaCluster, free_port
 from domain.errors import ValidationError
 from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT
 from runtime.provenance import SOURCE_TOPIC
+from runtime.transactions import TRANSACTION_DEFAULTS
 from domain.order import validate_order
 from tests.kafka_helpers import DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
 from tests.pipeline_expectations import expected_outcome
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.integration
 SEED, FAIL_RATE, FAIL_PRODUCT, MAX_RETRIES = 5, 0.1, "Item3", 3
 TARGET_ORDERS = 20_000
 FAST_BACKOFF = ["--backoff-base", "0.3", "--backoff-factor", "2", "--backoff-max", "1.2"]
+TRANSACTION_TIMEOUT_S = TRANSACTION_DEFAULTS["transaction.timeout.ms"] / 1000  # of the consumers' producers
 MAIN_ARGS = ["--fail-rate", str(FAIL_RATE), "--fail-product", FAIL_PRODUCT, "--seed", str(SEED), *FAST_BACKOFF]
 
 
@@ -143,8 +145,10 @@ def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, t
         return stats(runner)["processed"] >= len(expected.processed) and len(read_all(bootstrap, topics.dlq)) >= expected_dead
 
     runner.wait_until(settled, 300, what="the pipeline to settle")
-    for role in ("main-a", "main-b", "retry", "dlq"):
-        assert pipeline.current[role].stop() == 0, role
+    for role, script in pipeline.current.items():
+        if role != "producer":
+            assert script.stop() == 0, f"{role} did not exit 0 on SIGTERM:\n{script.output()[-3000:]}"
+    runner.assert_healthy()
 
     figures = stats(runner)
     dead = read_all(bootstrap, topics.dlq)
@@ -197,7 +201,7 @@ def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics
             pipeline.kill_and_restart("retry")
             pipeline.kill_and_restart("dlq")
             at_random(2, 4)
-            pipeline.current["main-c"].stop()
+            assert pipeline.current["main-c"].stop() == 0, pipeline.current["main-c"].output()[-3000:]
             pipeline.kill_and_restart("main-a")
 
             outcome = settle_and_check(runner, pipeline, bootstrap, topics, target_orders=TARGET_ORDERS)
@@ -230,7 +234,9 @@ def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
 
 
 def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, kafka_cluster: KafkaCluster):
-    """SIGKILL the node that leads most orders partitions, restart it, then SIGKILL a node that leads none (or fewest)."""
+    """SIGKILL the node that leads most orders partitions for longer than the transaction timeout, starting a third
+    main consumer while it is down; restart it; then SIGKILL a node that leads none (or fewest) and restart the
+    retry consumer meanwhile. Every script keeps running and exits 0 on SIGTERM; the outcome is exact."""
     bootstrap = kafka_cluster.bootstrap_servers
     runner = ScriptRunner(bootstrap, tmp_path, topics.env())
     faults = []
@@ -240,25 +246,28 @@ def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, k
         pipeline.start_all("--rate", "500", "--count", "15000", "--invalid-rate", "0.02")
         nodes = {node.node_id: node for node in kafka_cluster.nodes}
 
-        def crash_and_restart(node_id: int, down_s: float) -> None:
+        def crash_and_restart(node_id: int, down_s: float, while_down: Callable[[], None]) -> None:
             kafka_cluster.kill(nodes[node_id])
             faults.append(node_id)
+            while_down()
             time.sleep(down_s)  # poll: the outage lasts this long by design
             kafka_cluster.start_node(nodes[node_id])
             kafka_cluster.wait_ready(120)
 
         runner.wait_until(lambda: stats(runner)["processed"] > 500, 120, what="the pipeline to get going")
         busiest, _ = leaders(bootstrap, topics.orders).most_common(1)[0]
-        crash_and_restart(busiest, 8)
+        crash_and_restart(busiest, TRANSACTION_TIMEOUT_S + 5,
+                          lambda: pipeline.start("main-c", "consumer.main_consumer", *MAIN_ARGS))
         runner.wait_until(lambda: stats(runner)["processed"] > 3000, 120, what="processing after the leader's return")
         by_leadership = leaders(bootstrap, topics.orders)
         quietest = min(nodes, key=lambda node_id: by_leadership.get(node_id, 0))
-        crash_and_restart(quietest, 8)
+        crash_and_restart(quietest, 8, lambda: pipeline.kill_and_restart("retry"))
         outcome = settle_and_check(runner, pipeline, bootstrap, topics, target_orders=15000)
     finally:
         runner.cleanup()
     print(f"broker faults: nodes SIGKILLed and restarted {faults}; {outcome}")
     assert len(faults) == 2
+    assert "Assigned" in pipeline.current["main-c"].output(), "the consumer started during the outage joined"
     outcome.assert_exact()
 
 

@@ -68,9 +68,12 @@ def test_an_undelivered_copy_stops_routing_instead_of_sending_it_again() -> None
     """A resent copy could land twice (the first may have been stored after all): stop, the restart finds the truth."""
     nobody_listens = f"127.0.0.1:{free_port()}"
     producer = Producer({"bootstrap.servers": nobody_listens, "message.timeout.ms": 500, "log_level": 0, **PRODUCER_ENFORCED})
-    router = Router(producer, "orders_dlq", too_large_headers, lambda source, copy: None, BrokerStatus(nobody_listens))
+    status = BrokerStatus(nobody_listens)
+    acked: list = []
+    router = Router(producer, "orders_dlq", too_large_headers, lambda source, copy: acked.append(source), status)
     [msg] = sources("orders", 1)
     router.copy(msg, "orders_retry", retry_headers, FAILURE, 1, 1_800_000_000_000)
+    assert producer.flush(30) == 0, "nothing was produced again; the report raised nothing inside flush()"
     with pytest.raises(FatalKafkaError, match=r"copy of orders\[0\]@100 to orders_retry not delivered"):
-        producer.flush(30)
-    assert len(producer) == 0, "nothing was produced again"
+        status.check()
+    assert acked == [], "its source stays open, so no commit passes it"
