@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from domain.backoff import BackoffPolicy
 from domain.codecs import CODECS, Codec
 from domain.failures import FailureSimulator
-from runtime.settings import DEFAULT_BOOTSTRAP, GUARANTEES, AUTO, ConsumerSettings, KafkaSettings
+from runtime.settings import DEFAULT_BOOTSTRAP, GUARANTEES, AUTO, MAX_COPIES_IN_FLIGHT, ConsumerSettings, KafkaSettings
 
 
 def env(name: str, fallback: str) -> str:
@@ -126,6 +126,11 @@ def add_consumer_args(parser: argparse.ArgumentParser, group_env: str, group_def
     """A checkpointed consumer's group, checkpoint topic, batch size and delivery guarantee."""
     parser.add_argument("--group-id", default=env(group_env, group_default), help=f"(env {group_env}) %(default)s")
     parser.add_argument("--batch-size", type=positive_int, default=env("BATCH_SIZE", "5000"), help="%(default)s")
+    parser.add_argument(
+        "--max-copies-in-flight", type=positive_int, default=env("MAX_COPIES_IN_FLIGHT", str(MAX_COPIES_IN_FLIGHT)),
+        help="copies waiting for the broker's acknowledgement before consumption pauses: bounds their memory "
+        "while the broker cannot take them (env MAX_COPIES_IN_FLIGHT) %(default)s",
+    )
     add_stats_topic_arg(parser)
     group = parser.add_argument_group("delivery guarantee")
     group.add_argument(
@@ -143,7 +148,8 @@ def add_consumer_args(parser: argparse.ArgumentParser, group_env: str, group_def
 
 
 def consumer_settings(args: argparse.Namespace) -> ConsumerSettings:
-    return ConsumerSettings(args.group_id, args.stats_topic, args.guarantee, args.transactional_id, args.batch_size)
+    return ConsumerSettings(args.group_id, args.stats_topic, args.guarantee, args.transactional_id, args.batch_size,
+                            args.max_copies_in_flight)
 
 
 def add_backoff_args(parser: argparse.ArgumentParser) -> None:

@@ -1,9 +1,11 @@
 """The main consumer's figures, beside the work: summary file, Prometheus metrics, summary lines.
 
 It observes the handler's running average once per loop and publishes what
-changed. Figures say what they cover: this instance's partitions, or the
-whole group (the other partitions as last checkpointed, at most a few
-seconds old).
+changed. Figures say what they cover: this instance's partitions (its log
+lines), or the whole group (summary file and gauges). The whole group's
+figures are committed state only: each partition as its last checkpoint
+stands, this instance's as written (with exactly-once: committed, so an
+aborted transaction never shows), the others' as last read, a few seconds old.
 """
 
 from __future__ import annotations
@@ -55,21 +57,26 @@ class MainFigures:
             self._last_summary = time.monotonic()
 
     def finish(self) -> None:
+        """After the final checkpoint: the group's figures as the stats topic now holds them."""
+        self._others = self.wiring.checkpointed.store.load()
         totals = self.whole_group()
         write_summary(self.summary_file, totals)
-        log.info("Whole group at shutdown: processed=%d average=%s retried=%d dead-lettered=%d", totals.processed,
-                 fmt(totals.average), totals.retried, totals.dead_lettered)
+        log.info("Whole group at shutdown (committed checkpoints): processed=%d average=%s retried=%d "
+                 "dead-lettered=%d", totals.processed, fmt(totals.average), totals.retried, totals.dead_lettered)
 
     def whole_group(self) -> PartitionStats:
-        """Owned partitions as they are now, the others as last checkpointed."""
-        known, group = self._others, self.wiring.settings.group_id
-        others = [
-            PartitionStats.of(checkpoint.state)
+        """Every partition's last checkpoint: this instance's as written, the others' as last read."""
+        group = self.wiring.settings.group_id
+        states = {
+            (topic, partition): checkpoint.state
             for topic in (self.topics.orders, self.topics.redrive)
-            for partition, checkpoint in partition_checkpoints(known, group, topic).items()
-            if (topic, partition) not in self.average.partitions
-        ]
-        return self.average.with_others(others)
+            for partition, checkpoint in partition_checkpoints(self._others, group, topic).items()
+        }
+        states.update(self.wiring.checkpointed.written_states())
+        totals = PartitionStats()
+        for state in states.values():
+            totals.add(PartitionStats.of(state))
+        return totals
 
     def publish(self, totals: PartitionStats) -> None:
         """Counts since the last tick, the group's average, and lag per owned partition."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Iterable, Mapping, Optional
+from typing import Any, Hashable, Mapping, Optional
 
 
 @dataclass
@@ -59,13 +59,6 @@ class RunningAverage:
         for stats in self.partitions.values():
             owned.add(stats)
         return owned
-
-    def with_others(self, others: Iterable[PartitionStats]) -> PartitionStats:
-        """The whole group: owned partitions as they are now, plus ``others`` (the rest, as last checkpointed)."""
-        total = self.owned()
-        for stats in others:
-            total.add(stats)
-        return total
 
 
 def fmt(value: Optional[float]) -> str:

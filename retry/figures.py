@@ -32,16 +32,18 @@ class RetryFigures:
         self.handler = handler
         self._redriven = CounterSync(figures.REDRIVEN)
         self._exhausted = CounterSync(figures.DEAD_LETTERED.labels(reason=REASON_EXHAUSTED))
+        self._waiting = 0  # as of the last loop: closing the consumer forgets the schedule
 
     def after_batch(self, records: list[Message], started: float) -> None:
         self._redriven.publish(self.handler.redriven)
         self._exhausted.publish(self.handler.dead_lettered)
-        figures.RETRY_WAITING.set(len(self.handler.schedule))
+        self._waiting = len(self.handler.schedule)
+        figures.RETRY_WAITING.set(self._waiting)
         for lateness in self.handler.lateness_ms:
             figures.RETRY_LATENESS_SECONDS.observe(lateness / 1000)
         self.handler.lateness_ms.clear()
 
     def finish(self) -> None:
         log.info("This instance re-drove %d and dead-lettered %d; %d waiting record(s) stay in %s for the next run",
-                 self.handler.redriven, self.handler.dead_lettered, len(self.handler.schedule),
+                 self.handler.redriven, self.handler.dead_lettered, self._waiting,
                  self.handler.topics.retry)

@@ -303,6 +303,10 @@ class CheckpointedConsumer:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
             self.checkpoint()
 
+    def written_states(self) -> dict[Partition, dict]:
+        """The state in each owned partition's last checkpoint written (with transactions: committed)."""
+        return {partition: checkpoint.state for partition, checkpoint in self._saved.items()}
+
     def owned(self) -> list[Partition]:
         return list(self._bases)
 

@@ -45,13 +45,13 @@ class Observer(Protocol):
         """After each loop: latency, counts, summaries (``started``: monotonic time the handling began)."""
 
     def finish(self) -> None:
-        """On a stop request, before the final checkpoint: the last figures, as that checkpoint stores them."""
+        """After a stop request, once the final checkpoint is committed and the consumer closed: the last figures."""
 
 
 def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag) -> None:
     """Subscribe to the plan's sources and run the loop until ``stop``; then shut down in order."""
     consumer, checkpointed, copies, status = wiring.consumer, wiring.checkpointed, wiring.copies, wiring.clients.status
-    backpressure = Backpressure(consumer, copies)
+    backpressure = Backpressure(consumer, copies, wiring.settings.max_copies_in_flight)
     checkpointed.subscribe(list(wiring.plan.sources), handler)
     try:
         while not stop.requested:
@@ -67,12 +67,12 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
             checkpointed.checkpoint_if_due()                         # checkpoint and commit, or the transaction
             observer.after_batch(records, started)                   # figures
         log.info("Shutting down: flushing copies, checkpointing, committing, closing the consumer")
-        observer.finish()
     except BaseException as error:
         close_after_error(wiring, error)
         raise
     wiring.close()
     status.check()  # a copy not delivered while closing: exit non-zero; its source was not committed
+    observer.finish()
     log.info("Stopped")
 
 

@@ -20,6 +20,8 @@ AUTO = "auto"
 EXACTLY_ONCE = "exactly-once"
 AT_LEAST_ONCE = "at-least-once"
 GUARANTEES = (AUTO, EXACTLY_ONCE, AT_LEAST_ONCE)
+# Copies not yet acknowledged before the sources pause: bounds the memory they hold (runtime.backpressure).
+MAX_COPIES_IN_FLIGHT = 20_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ConsumerSettings:
     guarantee: str = AUTO
     transactional_id: str = ""  # empty: GROUP-HOST-PID
     batch_size: int = 5000
+    max_copies_in_flight: int = MAX_COPIES_IN_FLIGHT  # see runtime.backpressure
 
 
 def parse_properties(text: str, source: str = "properties") -> dict[str, str]:

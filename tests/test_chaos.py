@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from avro_utils import AvroDecodeError, avro_deserialize
 from devbroker import BrokerError, KafkaCluster, free_port
 from domain.errors import ValidationError
 from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT
+from runtime.clients import RETRY_TOPIC_CONFIG
 from runtime.provenance import SOURCE_TOPIC
 from runtime.transactions import TRANSACTION_DEFAULTS
 from domain.order import validate_order
-from tests.kafka_helpers import DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all
-from tests.pipeline_expectations import expected_outcome
+from tests.kafka_helpers import (
+    DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all, read_json, wait_until,
+)
+from tests.pipeline_expectations import expected_outcome, write_foreign_orders
 from tests.tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
@@ -301,3 +305,83 @@ def test_a_stalled_member_is_fenced(engine: str, runner: ScriptRunner, bootstrap
     aborted = [line for line in zombie.output().splitlines() if "Aborting the open transaction" in line]
     print(f"zombie: {aborted[0]}; {outcome}")
     outcome.assert_exact()
+
+
+def java_hash(text: str) -> int:
+    """``String.hashCode()``: how Kafka maps a group id to its coordinator's partition of __consumer_offsets."""
+    value = 0
+    for char in text:
+        value = (31 * value + ord(char)) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def group_coordinator(bootstrap: str, group_id: str, topic: str) -> int:
+    """The node leading the group's partition of __consumer_offsets (created first by a throwaway group's commit)."""
+    warm_up = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{group_id}"})
+
+    def committed() -> bool:
+        try:
+            warm_up.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+            return True
+        except KafkaException:
+            return False  # the coordinator is still loading the new __consumer_offsets
+
+    wait_until(committed, 60, what="a first offset commit on the cluster")
+    warm_up.close()
+    offsets = AdminClient({"bootstrap.servers": bootstrap}).list_topics("__consumer_offsets", timeout=10)
+    partitions = offsets.topics["__consumer_offsets"].partitions
+    hashed = java_hash(group_id)
+    return partitions[(0 if hashed == -(1 << 31) else abs(hashed)) % len(partitions)].leader
+
+
+def test_copies_wait_out_a_partition_without_leader_and_the_consumer_pauses_in_its_group(
+        tmp_path: Path, topics: Topics, kafka_cluster: KafkaCluster):
+    """The retry topic lives on one node (replication factor 1), which is killed while a backlog of orders, half of
+    them failing, is consumed: copies to it cannot be acknowledged. At-least-once, the main consumer pauses once
+    more than --max-copies-in-flight copies wait, keeps polling (it stays in its group: assigned once, nothing
+    lost or revoked), and resumes when the node is back 20 s later; every order is counted or dead-lettered once."""
+    bootstrap = kafka_cluster.bootstrap_servers
+    runner = ScriptRunner(bootstrap, tmp_path, topics.env())
+    seed, fail_rate, max_retries = 17, 0.5, 3
+    try:
+        create_topics(bootstrap, [topics.orders, topics.redrive, topics.dlq])
+        coordinator = group_coordinator(bootstrap, topics.env()["MAIN_GROUP_ID"], topics.orders)
+        victim = next(node for node in kafka_cluster.nodes if node.node_id != coordinator)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        [created] = admin.create_topics([NewTopic(topics.retry, 3, replica_assignment=[[victim.node_id]] * 3,
+                                                  config=RETRY_TOPIC_CONFIG)]).values()
+        created.result(30)
+        summary_path = tmp_path / "summary.json"
+        production_session = tmp_path / "session.properties"  # librdkafka's default: a 20 s outage keeps the session
+        production_session.write_text(DEV_PROPERTIES.read_text() + "session.timeout.ms=45000\nheartbeat.interval.ms=3000\n")
+        main = runner.start("consumer.main_consumer", "--guarantee", "at-least-once", "--fail-rate", str(fail_rate),
+                            "--seed", str(seed), "--max-copies-in-flight", "200", "--summary-file", str(summary_path),
+                            "--config", str(production_session), *FAST_BACKOFF, name="main")
+        retry = runner.start("retry.retry_consumer", "--guarantee", "at-least-once", "--max-retries",
+                             str(max_retries), *FAST_BACKOFF, name="retry")
+        runner.wait_until(lambda: "Assigned " in main.output(), 60, what="the main consumer's assignment")
+        kafka_cluster.kill(victim)
+        batch = write_foreign_orders(bootstrap, topics.orders, 2000, random.Random(3), poison_rounds=0)
+        runner.wait_until(lambda: "Paused consumption" in main.output(), 90, what="the main consumer to pause")
+        time.sleep(20)  # poll: the outage lasts 20 s by design
+        kafka_cluster.start_node(victim)
+        kafka_cluster.wait_ready(120)
+        expected = expected_outcome(batch.valid, fail_rate, None, seed, max_retries)
+
+        def settled() -> bool:
+            summary = read_json(summary_path) or {}
+            return summary.get("processed") == len(expected.processed) and \
+                len(read_all(bootstrap, topics.dlq)) >= len(expected.exhausted)
+
+        runner.wait_until(settled, 240, what="every order processed or dead-lettered after the outage")
+        assert main.stop() == 0 and retry.stop() == 0
+        runner.assert_healthy()
+    finally:
+        runner.cleanup()
+    output = main.output()
+    running = output.partition("SIGTERM received")[0]  # closing the consumer revokes its partitions, as it should
+    assert running.count("Assigned ") == 1 and "Lost " not in running and "Revoked " not in running, \
+        "the main consumer left its group during the outage"
+    assert "Resumed consumption" in output
+    assert math.isclose(read_json(summary_path)["average"], expected.average, rel_tol=1e-9)
+    assert len(read_all(bootstrap, topics.dlq)) == len(expected.exhausted), "nothing dead-lettered twice"

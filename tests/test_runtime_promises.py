@@ -125,3 +125,4 @@ def test_partitions_added_to_orders_while_running_are_consumed(runner: ScriptRun
     dead = read_all(bootstrap, topics.dlq)
     assert len(dead) == len(expected.exhausted), "nothing dead-lettered twice"
     assert "Assigned" in main.output() and f"{topics.orders}[4]" in main.output(), "the added partitions were assigned"
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -89,8 +90,10 @@ def test_auto_chooses_exactly_once_under_least_privilege_and_counts_every_order_
     runner = app_runner(secured, tmp_path, topics)
     summary_path = tmp_path / "summary.json"
     try:
+        metrics_port = free_port()
         main = runner.start("consumer.main_consumer", "--fail-rate", str(fail_rate), "--fail-product", fail_product,
-                            "--seed", str(seed), "--summary-file", str(summary_path), *FAST_BACKOFF)
+                            "--seed", str(seed), "--summary-file", str(summary_path), "--metrics-port",
+                            str(metrics_port), *FAST_BACKOFF)
         retry = runner.start("retry.retry_consumer", "--max-retries", str(max_retries), *FAST_BACKOFF)
         expected_dlq = len(batch.poison) + len(expected.exhausted)
 
@@ -100,6 +103,8 @@ def test_auto_chooses_exactly_once_under_least_privilege_and_counts_every_order_
                     and len(read_all(admin_config(secured), topics.dlq)) >= expected_dlq)
 
         runner.wait_until(settled, 240, what="all orders processed or dead-lettered")
+        metrics_page = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert "orders_processed" in metrics_page and secured.users.app_password not in metrics_page
         assert main.stop() == 0 and retry.stop() == 0
         for script in (main, retry):
             assert "exactly-once (auto: transactions initialised" in script.output(), script.output()[-2000:]

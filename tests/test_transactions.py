@@ -1,9 +1,11 @@
-"""Exactly-once on Apache Kafka: a fenced transactional producer is replaced, and the replaced one closed."""
+"""Exactly-once on Apache Kafka: a fenced transactional producer is replaced, leaking nothing, and the summary
+never shows what an aborted transaction did."""
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import uuid
 
 import pytest
@@ -45,12 +47,25 @@ def test_renewals_of_a_fenced_producer_leak_no_threads_and_lose_nothing(
         runner.wait_until(lambda: (read_json(summary_path) or {}).get("processed") == valid, 90,
                           what="the orders written meanwhile processed")
 
+    published: list[int] = []  # the summary's processed figure, as a reader of the file sees it
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.02):  # poll the file: a reader of it sees no more than this
+            published.append((read_json(summary_path) or {}).get("processed", 0))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     for _ in range(2):
         fence_and_wait_for_renewal()
     settled = threads_of(main.process.pid)
     for _ in range(6):
         fence_and_wait_for_renewal()
+    sampling.set()
+    sampler.join()
     assert threads_of(main.process.pid) <= settled + 2, "replaced producers keep their threads"
     assert main.stop() == 0
     assert read_json(summary_path)["processed"] == valid
     assert "Traceback" not in main.output()
+    drops = [(before, after) for before, after in zip(published, published[1:]) if after < before]
+    assert drops == [], f"the summary showed figures of an aborted transaction: {drops[:5]}"
