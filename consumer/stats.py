@@ -57,7 +57,8 @@ def summarize(checkpoints: dict[str, Checkpoint], group: str, topics: list[str])
                 "dead_lettered": stats.dead_lettered,
                 "next_offset": checkpoint.next_offset,
             }
-    return {"processed": whole.processed, "average": whole.average, "partitions": partitions}
+    return {"processed": whole.processed, "average": whole.average, "retried": whole.retried,
+            "dead_lettered": whole.dead_lettered, "partitions": partitions}
 
 
 def reset(clients: Clients, group_id: str, stats_topic: str, checkpoints: dict[str, Checkpoint]) -> int:

@@ -40,6 +40,7 @@ class Snapshot:
     dlq_total: int
     dlq_by_reason: dict[str, int]
     last_dead_letters: list[dict[str, str]]
+    retried: int = 0  # records the main consumers sent to the retry topic, as checkpointed
     rates: dict[str, float] = field(default_factory=dict)
 
     def with_rates(self, previous: Optional["Snapshot"]) -> "Snapshot":
@@ -99,6 +100,7 @@ class Collector:
             dlq_total=sum(self._dlq_by_reason.values()),
             dlq_by_reason=dict(self._dlq_by_reason),
             last_dead_letters=list(self._last_dead),
+            retried=int(figures["retried"]),  # type: ignore[arg-type]
         )
 
     def _take(self, msg: Message, retry_committed: dict[Partition, int], due_times: list[int]) -> None:

@@ -1,4 +1,4 @@
-"""Run the producer and the three consumers together, each line prefixed with its name.
+"""Run the producer, the three consumers and the dead-letter console together, each line prefixed with its name.
 
 Starts a dev broker (Tansu, in memory, or with ``--engine kafka`` Apache
 Kafka) unless a broker already answers at the bootstrap address. Ctrl+C (or
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--metrics-addr", default=env("METRICS_ADDR", "127.0.0.1"),
                         help="(env METRICS_ADDR) %(default)s; 0.0.0.0 lets Prometheus in Docker scrape them")
+    parser.add_argument("--console-port", type=port_or_off, default=env("DEMO_CONSOLE_PORT", "8080"),
+                        help="the dead-letter console's port (env DEMO_CONSOLE_PORT) %(default)s; 0 = off")
     parser.add_argument("--state-dir", default=str(ROOT / ".demo"), help="summary file and broker log %(default)s")
     return parser.parse_args(argv)
 
@@ -64,6 +67,13 @@ def first_port(text: str) -> int:
     value = int(text)
     if value != 0 and not 1 <= value <= 65532:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or a port from 1 to 65532 (four ports follow it), got {text}")
+    return value
+
+
+def port_or_off(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a port, got {text}")
     return value
 
 
@@ -104,7 +114,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     python = sys.executable
+    console_token = secrets.token_urlsafe(18)
     scripts = [
+        *([("console", "dlq.web", ["--port", str(args.console_port), "--token", console_token])]
+          if args.console_port else []),
         ("dlq", "dlq.dlq_consumer", []),
         ("retry", "retry.retry_consumer", []),
         ("main", "consumer.main_consumer", ["--fail-rate", str(args.fail_rate), "--fail-product", args.fail_product,
@@ -117,12 +130,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     metrics_ports = {"producer": 0, "main": 1, "retry": 2, "dlq": 3}
     group = ProcessGroup()
     for name, module, extra in scripts:
-        if args.metrics_port:
+        if args.metrics_port and name in metrics_ports:
             extra = [*extra, "--metrics-port", str(args.metrics_port + metrics_ports[name]), "--metrics-addr", args.metrics_addr]
         group.start(name, [python, "-m", module, *extra], child_env)
     if args.metrics_port:
         log.info("Prometheus metrics: %s", ", ".join(
             f"{name} http://{args.metrics_addr}:{args.metrics_port + offset}/metrics" for name, offset in metrics_ports.items()))
+    if args.console_port:
+        log.info("Dead-letter console: http://127.0.0.1:%d (replay token %s)", args.console_port, console_token)
     log.info("Live view: python -m dashboard (in another terminal)")
     log.info("Pipeline running; main consumer state in %s. Ctrl+C stops everything.", summary_file)
     exit_code = 0

@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Optional
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from app import metrics as figures
 from app import settings as flags
 from app.settings import Topics, env, non_negative_float
+from dlq.replay import ReplayRequest, replay, show
 from domain.codecs import Codec
-from domain.dead_letters import (
-    ReplaySelection, already_replayed, describe_dead_letter, dlq_reason, not_replayable, replayed_since,
-)
-from domain.headers import replay_headers
+from domain.dead_letters import ReplaySelection, dlq_reason, parse_time_ms
 from runtime.cli import run
-from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics, guarded
+from runtime.clients import Clients, ensure_topics, guarded
 from runtime.logs import setup_logging
 from runtime.metrics import serve
-from runtime.provenance import source_of, with_source
-from runtime.reading import partitions_of, read_to_end
-from runtime.routing import now_ms, produce_patiently
 from runtime.shutdown import StopFlag
 
 log = logging.getLogger("dlq-consumer")
@@ -74,45 +66,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def time_ms(text: str) -> int:
-    """A point in time from the command line: epoch milliseconds, or ISO 8601 (UTC unless it says otherwise)."""
-    if text.isdigit():
-        return int(text)
+    """``--since``/``--until``: epoch milliseconds, or ISO 8601 (UTC unless it says otherwise)."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601, e.g. 2026-12-01T10:00:00Z, or epoch ms)")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
-class Pacer:
-    """At most ``rate`` sends per second; waits by serving the producer's delivery reports."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval_s = 1 / rate if rate else 0.0
-        self._next = time.monotonic()
-
-    def wait(self, producer: Producer) -> None:
-        while (delay := self._next - time.monotonic()) > 0:
-            producer.poll(delay)  # returns early once it has served a report, hence the loop
-        self._next = max(self._next, time.monotonic()) + self.interval_s
-
-
-def show(msg: Message, codec: Codec) -> str:
-    return describe_dead_letter(
-        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers(), codec
-    ).line()
-
-
-@dataclass(frozen=True)
-class ReplayRequest:
-    """Which dead letters to replay, and how."""
-
-    selection: ReplaySelection
-    max_rate: float = 1000.0  # records per second; 0 = no limit
-    dry_run: bool = False
-    again: bool = False  # replay dead letters that were replayed before
+        return parse_time_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def follow(clients: Clients, topics: Topics, group_id: str, from_beginning: bool, codec: Codec, stop: StopFlag) -> int:
@@ -148,87 +106,6 @@ def follow(clients: Clients, topics: Topics, group_id: str, from_beginning: bool
     return 0
 
 
-def replayed_dead_letters(clients: Clients, redrive_topic: str, dlq_topic: str) -> set[tuple[str, int, int]]:
-    """The dead letters earlier replays sent back: every replayed copy in the re-drive topic names its dead letter.
-
-    The copies are the record of what was replayed, so a replay killed half-way
-    and run again sends each dead letter once, on any broker: what landed is
-    found here, what did not is sent. Costs one read of the re-drive topic.
-    """
-    starts = {partition: 0 for partition in partitions_of(clients, [redrive_topic])}
-    sources = (source_of(msg.headers()) for msg in read_to_end(clients, starts))
-    return {source for source in sources if source is not None and source[0] == dlq_topic}
-
-
-def replay(clients: Clients, topics: Topics, group_id: str, request: ReplayRequest, codec: Codec, stop: StopFlag) -> int:
-    """Re-drive the selected dead letters not replayed before, reading each partition up to its end.
-
-    The end is where the broker reports end-of-partition while fetching; the
-    listed high watermark is not used because some Kafka-compatible brokers
-    (Tansu 0.6) report it wrong. A replayed record that fails again lands in
-    the DLQ while we read it: it is passed over, or the replay would never end.
-    """
-    started_ms = now_ms()
-    replayed = set() if request.again else replayed_dead_letters(clients, topics.redrive, topics.dlq)
-    consumer = clients.consumer(
-        CONSUMER_DEFAULTS,
-        {"group.id": f"{group_id}-replay", "enable.auto.commit": False, "enable.partition.eof": True},
-    )
-    partitions = consumer.list_topics(topics.dlq, timeout=10).topics[topics.dlq].partitions
-    unfinished = set(partitions)
-    consumer.assign([TopicPartition(topics.dlq, p, OFFSET_BEGINNING) for p in partitions])
-    producer: Optional[Producer] = None if request.dry_run else clients.producer({}, PRODUCER_ENFORCED)
-    verb = "Would replay" if request.dry_run else "Replaying"
-    selection = request.selection
-    pacer = Pacer(request.max_rate)
-    selected = skipped = refused = repeated = 0
-    try:
-        while unfinished and not stop.requested:
-            msg = consumer.poll(0.5)
-            clients.status.check()  # a refusal or fatal error the clients reported: stop
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    unfinished.discard(msg.partition())
-                else:
-                    log.warning("Consumer error: %s", msg.error().str())
-                continue
-            if replayed_since(msg.headers(), started_ms):
-                continue  # this replay sent it back, and it failed again
-            timestamp_type, timestamp = msg.timestamp()
-            if not selection.selects(msg.key(), msg.headers(), timestamp if timestamp_type else None):
-                skipped += 1
-                continue
-            why_not = not_replayable(msg.headers())
-            if why_not is not None:
-                refused += 1
-                log.warning("Not replaying %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), why_not)
-                continue
-            dead_letter = (msg.topic(), msg.partition(), msg.offset())
-            if not request.again and already_replayed(dead_letter, msg.headers(), replayed):
-                repeated += 1
-                continue
-            selected += 1
-            log.info("%s: %s", verb, show(msg, codec))
-            if producer is not None:
-                pacer.wait(producer)
-                headers = with_source(replay_headers(msg.headers(), now_ms()), dead_letter)
-                produce_patiently(producer, topics.redrive, key=msg.key(), value=msg.value(), headers=headers)
-                producer.poll(0)
-                figures.REPLAYED.inc()
-    finally:
-        consumer.close()
-    undelivered = producer.flush(30) if producer is not None else 0
-    log.info(
-        "%s %d dead letter(s) to %s, skipped %d not selected%s%s%s",
-        "Would replay" if request.dry_run else "Replayed", selected - undelivered, topics.redrive, skipped,
-        f", {repeated} replayed before (--again replays them)" if repeated else "",
-        f", {refused} not replayable" if refused else "", f", {undelivered} not delivered" if undelivered else "",
-    )
-    return 1 if undelivered else 0
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
@@ -243,8 +120,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return follow(clients, topics, args.group_id, args.from_beginning, codec, stop)
     selection = ReplaySelection(args.reason_contains, args.error_class, args.key.encode() if args.key is not None else None,
                                 args.since, args.until)
-    return replay(clients, topics, args.group_id, ReplayRequest(selection, args.max_rate, args.dry_run, args.again),
-                  codec, stop)
+    report = replay(clients, topics, args.group_id, ReplayRequest(selection, args.max_rate, args.dry_run, args.again),
+                    codec, lambda: stop.requested)
+    return 1 if report.undelivered else 0
 
 
 if __name__ == "__main__":

@@ -49,6 +49,19 @@ def format_time_ms(epoch_ms: Optional[int]) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time_ms(text: str) -> int:
+    """A point in time a person typed: epoch milliseconds, or ISO 8601 (UTC unless it says otherwise)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (ISO 8601, e.g. 2026-12-01T10:00:00Z, or epoch ms)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
 def show_key(key: Optional[bytes]) -> str:
     if key is None:
         return "<none>"
@@ -115,17 +128,26 @@ def already_replayed(dead_letter: tuple[str, int, int], headers: Optional[Sequen
     return dead_letter in replayed or header_int(headers, REPLAYED_AT) is not None
 
 
-def matches(headers: Optional[Sequence[tuple[str, HeaderValue]]], reason_contains: Optional[str]) -> bool:
-    """True if the reason or error mentions ``reason_contains`` (case-insensitive); True when no filter."""
-    if not reason_contains:
-        return True
-    needle = reason_contains.lower()
-    return any(needle in (header_text(headers, name) or "").lower() for name in (DLQ_REASON, ERROR))
+@dataclass(frozen=True)
+class Facts:
+    """What a selection looks at in a dead letter: small enough to keep for every one of them (the console's index)."""
+
+    key: Optional[bytes]
+    reason: str
+    error: str
+    error_class: str
+    timestamp_ms: Optional[int]
+
+    @classmethod
+    def of(cls, key: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]],
+           timestamp_ms: Optional[int]) -> "Facts":
+        return cls(key, header_text(headers, DLQ_REASON) or "", header_text(headers, ERROR) or "",
+                   header_text(headers, ERROR_CLASS) or "", timestamp_ms)
 
 
 @dataclass(frozen=True)
 class ReplaySelection:
-    """Which dead letters a replay takes: every condition given must hold."""
+    """Which dead letters a replay (or a console page) takes: every condition given must hold."""
 
     reason_contains: Optional[str] = None
     error_class: Optional[str] = None
@@ -135,15 +157,20 @@ class ReplaySelection:
 
     def selects(self, key: Optional[bytes], headers: Optional[Sequence[tuple[str, HeaderValue]]],
                 timestamp_ms: Optional[int]) -> bool:
-        if not matches(headers, self.reason_contains):
+        return self.selects_facts(Facts.of(key, headers, timestamp_ms))
+
+    def selects_facts(self, facts: Facts) -> bool:
+        if self.reason_contains:
+            needle = self.reason_contains.lower()
+            if needle not in facts.reason.lower() and needle not in facts.error.lower():
+                return False
+        if self.error_class and facts.error_class.lower() != self.error_class.lower():
             return False
-        if self.error_class and (header_text(headers, ERROR_CLASS) or "").lower() != self.error_class.lower():
+        if self.key is not None and facts.key != self.key:
             return False
-        if self.key is not None and key != self.key:
+        if self.since_ms is not None and (facts.timestamp_ms is None or facts.timestamp_ms < self.since_ms):
             return False
-        if self.since_ms is not None and (timestamp_ms is None or timestamp_ms < self.since_ms):
-            return False
-        return self.until_ms is None or (timestamp_ms is not None and timestamp_ms < self.until_ms)
+        return self.until_ms is None or (facts.timestamp_ms is not None and facts.timestamp_ms < self.until_ms)
 
 
 def not_replayable(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> Optional[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -52,11 +54,11 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
     log_path = tmp_path / "demo.log"
-    metrics_base = _free_port_run(4)
+    metrics_base, console_port = _free_port_run(4), free_port()
     with log_path.open("w") as log:
         demo = subprocess.Popen(
             [sys.executable, "-m", "demo", "--engine", engine, "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path),
-             "--metrics-port", str(metrics_base)],
+             "--metrics-port", str(metrics_base), "--console-port", str(console_port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:
@@ -72,14 +74,17 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: 
             first = scrape(main_metrics)["orders_processed_total"]
             wait_until(lambda: scrape(main_metrics)["orders_processed_total"] > first, 30, what="the processed counter to rise")
             assert f"http://127.0.0.1:{main_metrics}/metrics" in output()
+            assert f"Dead-letter console: http://127.0.0.1:{console_port}" in output()
+            summary = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{console_port}/api/summary", timeout=30).read())
+            assert summary["processed"] > 0
             family = descendants(demo.pid)
-            assert len(family) >= 5  # four scripts and the broker
+            assert len(family) >= 6  # four scripts, the console and the broker
             demo.send_signal(signal.SIGINT)
             assert demo.wait(90) == 0, output()[-3000:]
         finally:
             demo.kill()
     text = log_path.read_text()
-    for name in ("producer|", "main    |", "retry   |", "dlq     |"):
+    for name in ("producer|", "main    |", "retry   |", "dlq     |", "console |"):
         assert name in text
     assert "Traceback" not in text
     assert not re.search(r"failed attempt 4 .*due in", text), "the last attempt announced as if it would be retried"

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avro_utils import avro_serialize
-from domain.dead_letters import UNDECODABLE, ReplaySelection, describe_dead_letter, matches, not_replayable, replayed_since
+from domain.dead_letters import UNDECODABLE, Facts, ReplaySelection, describe_dead_letter, not_replayable, replayed_since
 from dlq.dlq_consumer import time_ms
 from domain.headers import DLQ_REASON, ERROR, ERROR_CLASS, REPLAYED_AT, VALUE_OMITTED, Failure, Origin, routed_headers
 
@@ -35,10 +35,22 @@ def test_undecodable_value():
 
 def test_reason_filter():
     headers = [(DLQ_REASON, b"invalid order"), (ERROR, b"price is negative")]
-    assert matches(headers, None)
-    assert matches(headers, "NEGATIVE")
-    assert matches(headers, "invalid")
-    assert not matches(headers, "exhausted")
+
+    def matches(reason_contains):
+        return ReplaySelection(reason_contains=reason_contains).selects(None, headers, None)
+
+    assert matches(None)
+    assert matches("NEGATIVE")
+    assert matches("invalid")
+    assert not matches("exhausted")
+
+
+def test_a_selection_reads_the_same_from_headers_and_from_kept_facts():
+    headers = [(DLQ_REASON, b"invalid order"), (ERROR, b"price is negative"), (ERROR_CLASS, b"ValidationError")]
+    facts = Facts.of(b"k", headers, 1_000)
+    for selection in (ReplaySelection(error_class="validationerror"), ReplaySelection(key=b"k", since_ms=1_000),
+                      ReplaySelection(until_ms=1_000), ReplaySelection(reason_contains="boom")):
+        assert selection.selects(b"k", headers, 1_000) == selection.selects_facts(facts)
 
 
 def test_a_replay_passes_over_what_it_sent_back_itself():
