@@ -77,6 +77,7 @@ class CheckpointedConsumer:
         self.copied_before = CopiedBefore()
         self._bases: dict[Partition, dict[Partition, int]] = {}
         self._saved: dict[Partition, Checkpoint] = {}
+        self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
         self._last_checkpoint = self._bases_raised = time.monotonic()
 
     def use_producer(self, producer: Producer) -> None:
@@ -148,6 +149,7 @@ class CheckpointedConsumer:
             checkpoint = checkpoints[partition]
             self.role.restore(partition, checkpoint.state if checkpoint else None)
             self._saved.pop(partition, None)
+            self._published[partition] = checkpoint.state if checkpoint else None
             if copies[partition]:
                 self.copied_before.add(partition, copies[partition])
                 log.info("%s[%d]: %d record(s) after the checkpoint were already copied; they will not be copied again",
@@ -197,6 +199,7 @@ class CheckpointedConsumer:
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
                             on_delivery=None if final else guarded(self.clients.status, partial(self._checkpoint_stored, commit)))
             self._saved[partition] = checkpoint
+            self._published[partition] = checkpoint.state
             commits.append(commit)
         if not commits:
             return
@@ -225,6 +228,7 @@ class CheckpointedConsumer:
             return
         for partition, checkpoint in changed:
             self._saved[partition] = checkpoint
+            self._published[partition] = checkpoint.state
 
     def _raise_bases_if_due(self) -> None:
         """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
@@ -303,9 +307,10 @@ class CheckpointedConsumer:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
             self.checkpoint()
 
-    def written_states(self) -> dict[Partition, dict]:
-        """The state in each owned partition's last checkpoint written (with transactions: committed)."""
-        return {partition: checkpoint.state for partition, checkpoint in self._saved.items()}
+    def written_states(self) -> dict[Partition, Optional[dict]]:
+        """The state in each owned partition's last checkpoint written (with transactions: committed), or the one
+        it resumed from; an aborted transaction's rewind leaves them as they were."""
+        return dict(self._published)
 
     def owned(self) -> list[Partition]:
         return list(self._bases)
@@ -327,4 +332,5 @@ class CheckpointedConsumer:
         for partition in partitions:
             self._bases.pop(partition, None)
             self._saved.pop(partition, None)
+            self._published.pop(partition, None)
         self.copied_before.forget(partitions)

@@ -145,6 +145,9 @@ class Router:
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
+            if is_refusal(exc.args[0]):  # the producer knows the topic refused from its metadata
+                self.status.refuse(denied(exc.args[0], self.status.principal, "Write", topic))
+                self.status.check()  # in the loop's thread, not a callback: stop with the refusal's line
             if self.transaction_max_bytes is not None and exc.args[0].code() not in _TOO_LARGE:
                 return  # the transaction failed already: its commit aborts it (or renews the producer) and rewinds
             if exc.args[0].code() not in _TOO_LARGE:
