@@ -79,6 +79,7 @@ class CheckpointedConsumer:
         self._saved: dict[Partition, Checkpoint] = {}
         self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
         self._last_checkpoint = self._bases_raised = time.monotonic()
+        self._closing = False
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
@@ -224,7 +225,10 @@ class CheckpointedConsumer:
 
         offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
         if not self.transactions.commit(write_checkpoints, offsets):
-            self._rewind()
+            if self._closing:  # no rewind: the next owner resumes from the last committed checkpoints
+                log.warning("The final transaction aborted; the next owner resumes from the last committed checkpoints")
+            else:
+                self._rewind()  # every owned partition: the aborted transaction held the progress of them all
             return
         for partition, checkpoint in changed:
             self._saved[partition] = checkpoint
@@ -282,7 +286,14 @@ class CheckpointedConsumer:
         self._drop(set(owned))
         starts = self.take_over(owned)
         for (topic, partition), offset in starts.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE:
+                    raise
+                # Assigned so lately that fetching has not begun: it starts at the offset it was assigned, the same
+                # committed checkpoint (the transaction that aborted committed nothing).
+                log.debug("%s[%d] not fetching yet; it starts at its assigned offset", topic, partition)
         if owned:
             self.consumer.resume([TopicPartition(topic, partition) for topic, partition in owned])
             log.info("Rewound %s to their committed checkpoints",
@@ -317,6 +328,7 @@ class CheckpointedConsumer:
 
     def close(self) -> None:
         """Flush, checkpoint and commit what is done, then leave the group: in that order."""
+        self._closing = True
         try:
             self.checkpoint(final=True)
         finally:

@@ -43,6 +43,7 @@ DRAINING_CONSUMER_DEFAULTS = {
     "fetch.queue.backoff.ms": 10, "fetch.wait.max.ms": 10,
 }
 _REPEAT_NOTICE_S = 30.0
+_NODE = re.compile(r"(?P<address>[^\s/]+:\d+)/(?P<id>\d+): ")  # how librdkafka names a broker by its node id
 WARM_UP_TIMEOUT_S = 5.0
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
@@ -106,10 +107,16 @@ class BrokerStatus:
             raise self.failed
 
     def unreachable(self, detail: str) -> None:
+        """``detail``: librdkafka's text, which starts with the node it is about (``host:port/id: ...``)."""
         now = time.monotonic()
         if now - self._last_notice >= _REPEAT_NOTICE_S:
             self._last_notice = now
-            log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, detail)
+            node = _NODE.match(detail)
+            if node and "," in self.bootstrap_servers:  # one node of a cluster: the others serve meanwhile
+                log.warning("Kafka broker %s (node %s) is not reachable (%s); retrying, the cluster's other brokers "
+                            "serve meanwhile", node["address"], node["id"], _short(detail))
+            else:
+                log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, _short(detail))
 
     def waiting(self, what: str, detail: str) -> None:
         """A call that failed for a fault that passes: one line, then at most one every 30 s."""
@@ -130,7 +137,7 @@ class BrokerStatus:
         elif error.code() in _UNREACHABLE_CODES:
             if self.refused is not None:
                 return  # it is reachable, and refuses: the refusal is the line to read
-            self.unreachable(_short(error.str()))
+            self.unreachable(error.str())
         elif error.fatal() and on_fatal is not None:
             on_fatal(error)
         elif error.fatal():
@@ -252,7 +259,7 @@ def ensure_topics(
         except KafkaException as exc:
             admin.poll(0)  # serves the error callback, which knows why (an admin client has no loop of its own)
             clients.status.check()
-            clients.status.unreachable(_short(exc.args[0].str()))
+            clients.status.unreachable(exc.args[0].str())
             _wait(retry_interval_s, should_stop)
             continue
         clients.status.reachable()

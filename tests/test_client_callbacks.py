@@ -73,3 +73,13 @@ def test_a_raising_delivery_report_leaves_flush_and_the_logger_working(caplog: p
     assert len(reports) == 5, "every report ran, none was cut short by an earlier one"
     with pytest.raises(FatalKafkaError, match="copy not delivered"):
         status.check()
+
+
+def test_an_unreachable_node_of_a_cluster_is_named_and_a_lone_broker_as_before(caplog: pytest.LogCaptureFixture) -> None:
+    error = KafkaError(KafkaError._TRANSPORT, "127.0.0.1:9094/2: Connect to ipv4#127.0.0.1:9094 failed: Connection refused")
+    with caplog.at_level(logging.WARNING, logger="runtime.clients"):
+        BrokerStatus("127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094").error_cb(error)
+        BrokerStatus("localhost:9092").error_cb(error)
+    cluster, lone = [record.getMessage() for record in caplog.records]
+    assert cluster.startswith("Kafka broker 127.0.0.1:9094 (node 2) is not reachable (Connect to ipv4#127.0.0.1:9094")
+    assert lone.startswith("Kafka broker at localhost:9092 is not reachable (Connect to ipv4#127.0.0.1:9094")
