@@ -307,6 +307,9 @@ def test_a_stalled_member_is_fenced(engine: str, runner: ScriptRunner, bootstrap
     outcome.assert_exact()
 
 
+LIBRDKAFKA_MESSAGE_TIMEOUT_S = 300  # message.timeout.ms's default
+
+
 def java_hash(text: str) -> int:
     """``String.hashCode()``: how Kafka maps a group id to its coordinator's partition of __consumer_offsets."""
     value = 0
@@ -334,12 +337,14 @@ def group_coordinator(bootstrap: str, group_id: str, topic: str) -> int:
     return partitions[(0 if hashed == -(1 << 31) else abs(hashed)) % len(partitions)].leader
 
 
+@pytest.mark.timeout(900)  # the outage alone lasts 310 s
 def test_copies_wait_out_a_partition_without_leader_and_the_consumer_pauses_in_its_group(
         tmp_path: Path, topics: Topics, kafka_cluster: KafkaCluster):
     """The retry topic lives on one node (replication factor 1), which is killed while a backlog of orders, half of
     them failing, is consumed: copies to it cannot be acknowledged. At-least-once, the main consumer pauses once
     more than --max-copies-in-flight copies wait, keeps polling (it stays in its group: assigned once, nothing
-    lost or revoked), and resumes when the node is back 20 s later; every order is counted or dead-lettered once."""
+    lost or revoked), and resumes when the node is back, later than librdkafka's default message.timeout.ms (300 s),
+    which the at-least-once copies do not have; every order is counted or dead-lettered once."""
     bootstrap = kafka_cluster.bootstrap_servers
     runner = ScriptRunner(bootstrap, tmp_path, topics.env())
     seed, fail_rate, max_retries = 17, 0.5, 3
@@ -352,7 +357,7 @@ def test_copies_wait_out_a_partition_without_leader_and_the_consumer_pauses_in_i
                                                   config=RETRY_TOPIC_CONFIG)]).values()
         created.result(30)
         summary_path = tmp_path / "summary.json"
-        production_session = tmp_path / "session.properties"  # librdkafka's default: a 20 s outage keeps the session
+        production_session = tmp_path / "session.properties"  # librdkafka's default: the outage keeps the session
         production_session.write_text(DEV_PROPERTIES.read_text() + "session.timeout.ms=45000\nheartbeat.interval.ms=3000\n")
         main = runner.start("consumer.main_consumer", "--guarantee", "at-least-once", "--fail-rate", str(fail_rate),
                             "--seed", str(seed), "--max-copies-in-flight", "200", "--summary-file", str(summary_path),
@@ -363,7 +368,7 @@ def test_copies_wait_out_a_partition_without_leader_and_the_consumer_pauses_in_i
         kafka_cluster.kill(victim)
         batch = write_foreign_orders(bootstrap, topics.orders, 2000, random.Random(3), poison_rounds=0)
         runner.wait_until(lambda: "Paused consumption" in main.output(), 90, what="the main consumer to pause")
-        time.sleep(20)  # poll: the outage lasts 20 s by design
+        time.sleep(LIBRDKAFKA_MESSAGE_TIMEOUT_S + 10)  # poll: the outage outlasts the default message timeout by design
         kafka_cluster.start_node(victim)
         kafka_cluster.wait_ready(120)
         expected = expected_outcome(batch.valid, fail_rate, None, seed, max_retries)
