@@ -108,22 +108,27 @@ class BrokerStatus:
 
     def unreachable(self, detail: str) -> None:
         """``detail``: librdkafka's text, which starts with the node it is about (``host:port/id: ...``)."""
-        now = time.monotonic()
-        if now - self._last_notice >= _REPEAT_NOTICE_S:
-            self._last_notice = now
-            node = _NODE.match(detail)
-            if node and "," in self.bootstrap_servers:  # one node of a cluster: the others serve meanwhile
-                log.warning("Kafka broker %s (node %s) is not reachable (%s); retrying, the cluster's other brokers "
-                            "serve meanwhile", node["address"], node["id"], _short(detail))
-            else:
-                log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, _short(detail))
+        if not self._notice_due():
+            return
+        node = _NODE.match(detail)
+        if node and "," in self.bootstrap_servers:  # one node of a cluster: the others serve meanwhile
+            log.warning("Kafka broker %s (node %s) is not reachable (%s); retrying, the cluster's other brokers "
+                        "serve meanwhile", node["address"], node["id"], _short(detail))
+        else:
+            log.warning("Kafka broker at %s is not reachable (%s); retrying", self.bootstrap_servers, _short(detail))
 
     def waiting(self, what: str, detail: str) -> None:
         """A call that failed for a fault that passes: one line, then at most one every 30 s."""
-        now = time.monotonic()
-        if now - self._last_notice >= _REPEAT_NOTICE_S:
-            self._last_notice = now
+        if self._notice_due():
             log.warning("Could not %s (%s); retrying", what, detail)
+
+    def _notice_due(self) -> bool:
+        """Whether the one line of an ongoing fault is due: its first, or 30 s after the last."""
+        now = time.monotonic()
+        if now - self._last_notice < _REPEAT_NOTICE_S:
+            return False
+        self._last_notice = now
+        return True
 
     def reachable(self) -> None:
         if self._last_notice != float("-inf"):
@@ -347,7 +352,7 @@ def topic_settings(admin: AdminClient, topics: list[str], name: str) -> dict[str
 _TRANSIENT_CODES = _UNREACHABLE_CODES | {
     KafkaError._TIMED_OUT, KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT, KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS, KafkaError._TRANSPORT,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS,
 }
 T = TypeVar("T")
 
