@@ -90,7 +90,10 @@ class Bench:
         broker_log_path = self.workdir / f"{self.args.engine}-{name}.log"
         with broker_log_path.open("wb") as broker_log, dev_broker(self.args.engine, free_port(), output=broker_log) as broker:
             self._use(broker.bootstrap_servers)
-            yield
+            try:
+                yield
+            finally:
+                self.admin = None  # destroyed before its broker stops: a live client would log each refused reconnect
 
     def _use(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 SEED, FAIL_RATE, FAIL_PRODUCT, MAX_RETRIES = 5, 0.1, "Item3", 3
 TARGET_ORDERS = 20_000
 FAST_BACKOFF = ["--backoff-base", "0.3", "--backoff-factor", "2", "--backoff-max", "1.2"]
+SETTLE_TIMEOUT_S = 240  # after the producers finish; the test's own timeout leaves room for its report
 TRANSACTION_TIMEOUT_S = TRANSACTION_DEFAULTS["transaction.timeout.ms"] / 1000  # of the consumers' producers
 MAIN_ARGS = ["--fail-rate", str(FAIL_RATE), "--fail-product", FAIL_PRODUCT, "--seed", str(SEED), *FAST_BACKOFF]
 
@@ -145,10 +146,18 @@ def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, t
     expected = expected_outcome(valid, FAIL_RATE, FAIL_PRODUCT, SEED, MAX_RETRIES)
     expected_dead = len(poison) + len(expected.exhausted)
 
-    def settled() -> bool:
-        return stats(runner)["processed"] >= len(expected.processed) and len(read_all(bootstrap, topics.dlq)) >= expected_dead
+    progress: dict[str, int] = {}
 
-    runner.wait_until(settled, 300, what="the pipeline to settle")
+    def settled() -> bool:
+        progress.update(processed=stats(runner)["processed"], dead_lettered=len(read_all(bootstrap, topics.dlq)))
+        return progress["processed"] >= len(expected.processed) and progress["dead_lettered"] >= expected_dead
+
+    try:
+        runner.wait_until(settled, SETTLE_TIMEOUT_S, what="the pipeline to settle")
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {role}:\n{script.output()[-1500:]}" for role, script in pipeline.current.items())
+        raise AssertionError(f"{exc}: processed {progress.get('processed')} of {len(expected.processed)}, "
+                             f"dead-lettered {progress.get('dead_lettered')} of {expected_dead}\n{tails}") from None
     for role, script in pipeline.current.items():
         if role != "producer":
             assert script.stop() == 0, f"{role} did not exit 0 on SIGTERM:\n{script.output()[-3000:]}"
@@ -170,6 +179,7 @@ def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, t
     )
 
 
+@pytest.mark.timeout(600)
 def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics, start_broker):
     rng = random.Random()
     seed = rng.randrange(10**6)
@@ -237,6 +247,7 @@ def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
             cluster.stop()
 
 
+@pytest.mark.timeout(600)
 def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, kafka_cluster: KafkaCluster):
     """SIGKILL the node that leads most orders partitions for longer than the transaction timeout, starting a third
     main consumer while it is down; restart it; then SIGKILL a node that leads none (or fewest) and restart the
@@ -275,6 +286,7 @@ def test_broker_faults_on_a_three_node_cluster(tmp_path: Path, topics: Topics, k
     outcome.assert_exact()
 
 
+@pytest.mark.timeout(600)
 def test_a_stalled_member_is_fenced(engine: str, runner: ScriptRunner, bootstrap: str, topics: Topics, tmp_path: Path):
     """SIGSTOP one of two main consumers past its session while orders flow, SIGCONT it after the other took over.
 
