@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from domain.backoff import BackoffPolicy
 from domain.codecs import CODECS, Codec
 from domain.failures import FailureSimulator
-from runtime.settings import DEFAULT_BOOTSTRAP, GUARANTEES, AUTO, MAX_COPIES_IN_FLIGHT, ConsumerSettings, KafkaSettings
+from runtime.settings import DEFAULT_BOOTSTRAP, GROUP_PROTOCOLS, GUARANTEES, AUTO, MAX_COPIES_IN_FLIGHT, ConsumerSettings, KafkaSettings
 
 
 def env(name: str, fallback: str) -> str:
@@ -131,6 +131,12 @@ def add_consumer_args(parser: argparse.ArgumentParser, group_env: str, group_def
         help="copies waiting for the broker's acknowledgement before consumption pauses: bounds their memory "
         "while the broker cannot take them (env MAX_COPIES_IN_FLIGHT) %(default)s",
     )
+    parser.add_argument(
+        "--group-protocol", choices=GROUP_PROTOCOLS, default=env("GROUP_PROTOCOL", AUTO),
+        help="consumer: KIP-848's protocol, the broker assigns partitions and a joining member stops no other; "
+        "classic: the protocol every broker has; auto: consumer where the broker offers it (env GROUP_PROTOCOL) "
+        "%(default)s",
+    )
     add_stats_topic_arg(parser)
     group = parser.add_argument_group("delivery guarantee")
     group.add_argument(
@@ -149,7 +155,7 @@ def add_consumer_args(parser: argparse.ArgumentParser, group_env: str, group_def
 
 def consumer_settings(args: argparse.Namespace) -> ConsumerSettings:
     return ConsumerSettings(args.group_id, args.stats_topic, args.guarantee, args.transactional_id, args.batch_size,
-                            args.max_copies_in_flight)
+                            args.max_copies_in_flight, args.group_protocol)
 
 
 def add_backoff_args(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,7 @@ from runtime.logs import setup_logging
 log = logging.getLogger("bench")
 PARTITIONS = limits.PARTITIONS
 TOOK_OVER = re.compile(r"Took over \d+ partition\(s\) in ([0-9.]+) s")
+ASSIGNED_SOME = re.compile(r"Assigned (?!nothing)")
 HANDLED = ("processed", "retried", "dead_lettered")
 
 
@@ -179,6 +180,29 @@ class Bench:
                 second.stop()
         log.info("take-over after %s orders processed and %s retried: %.2f s", handled.get("processed"),
                  handled.get("retried"), seconds)
+        return seconds
+
+    def join(self, group_protocol: str) -> float:
+        """Start -> first partitions of a main consumer joining a group whose one member owns every partition."""
+        topics = self.topics("join")
+        group = ["--group-id", f"bench-join-{topics.orders}", "--group-protocol", group_protocol]
+        first = start("consumer.main_consumer", self.bootstrap, topics, *group, log_dir=self.workdir)
+        second = None
+        try:
+            first.wait_for_assignment()
+            started = time.monotonic()
+            second = start("consumer.main_consumer", self.bootstrap, topics, *group, log_dir=self.workdir, name="joining")
+            deadline = started + 60
+            while not ASSIGNED_SOME.search(second.log_path.read_text(errors="replace")):
+                if time.monotonic() > deadline or second.process.poll() is not None:
+                    raise RuntimeError(f"the joining consumer got no partitions; see {second.log_path}")
+                time.sleep(0.02)  # poll its log for its first partitions
+            seconds = time.monotonic() - started
+        finally:
+            first.stop()
+            if second is not None:
+                second.stop()
+        log.info("start -> first partitions of a joining main consumer (group protocol %s): %.2f s", group_protocol, seconds)
         return seconds
 
     def retry_rate(self, records: list[tuple[bytes, bytes]]) -> float:
@@ -367,6 +391,16 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
         # About 1,000,000 processed at 10 % failures: a partition's history, which a take-over must not read.
         history = records + records[: len(records) // 9]
         add("take_over_s", Figure(bench.take_over(history), "s", target="< 10"))
+    # Start -> first partitions of a joining member: KIP-848's consumer protocol where auto chooses it (Apache
+    # Kafka 4), the classic one beside it; on Tansu auto chooses classic.
+    joins: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        with bench.phase("join"):
+            for protocol in ("auto", "classic") if args.engine == "kafka" else ("auto",):
+                joins.setdefault(protocol, []).append(bench.join(protocol))
+    add("join_s", Figure(statistics.median(joins["auto"]), "s", target="< 2" if args.engine == "kafka" else None))
+    if "classic" in joins and args.engine == "kafka":
+        add("join_s_classic", Figure(statistics.median(joins["classic"]), "s"))
     retry_records = records[: args.retry_records]
     with bench.phase("retry-redrive"):
         add("retry_redrive", Figure(bench.retry_rate(retry_records), "records/s"))

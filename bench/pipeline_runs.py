@@ -100,10 +100,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def start(module: str, bootstrap: str, topics: Topics, *args: str, log_dir: Path) -> Script:
+def start(module: str, bootstrap: str, topics: Topics, *args: str, log_dir: Path, name: str = "") -> Script:
     env = {**os.environ, **topics.env(), "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_CONFIG_FILE": str(DEV_PROPERTIES),
            "LOG_LEVEL": "INFO"}
-    log_path = log_dir / f"{module}-{topics.orders}.log"
+    log_path = log_dir / f"{module}-{topics.orders}{'-' + name if name else ''}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -162,9 +162,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                           flags.failure_simulator(args), codec,
                           registry_decoder(args.schema_registry_url, codec, topics.orders), average,
                           MainEvents(average, topics, args.max_retries))
-    log.info("Consuming %s (%s) and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; %s",
-             topics.orders, codec.name, topics.redrive, args.group_id, args.fail_rate, args.fail_product or "none",
-             args.stats_topic, wiring.guarantee)
+    log.info("Consuming %s (%s) and its retries from %s as group %s (fail rate %g, fail product %s); state in %s; "
+             "%s; group protocol %s", topics.orders, codec.name, topics.redrive, args.group_id, args.fail_rate,
+             args.fail_product or "none", args.stats_topic, wiring.guarantee, wiring.group_protocol)
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()
     consume(wiring, handler, figures, stop)

@@ -176,7 +176,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                            args.max_waiting)
     metrics.serve(args.metrics_port, args.metrics_addr)
     tune_for_streaming()
-    log.info("Scheduling retries from %s (max retries %d); %s", topics.retry, args.max_retries, wiring.guarantee)
+    log.info("Scheduling retries from %s (max retries %d); %s; group protocol %s", topics.retry, args.max_retries,
+             wiring.guarantee, wiring.group_protocol)
     consume(wiring, handler, RetryFigures(handler), stop)
     return 0
 

@@ -200,6 +200,7 @@ class Clients:
         for earlier in [f for f in self.log.filters if isinstance(f, _ClientLogs)]:
             self.log.removeFilter(earlier)  # the latest Clients of this id owns its lines
         self.log.addFilter(_ClientLogs(self.status))
+        self._broker_settings: Optional[dict[str, Optional[str]]] = None
 
     def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any],
                 on_fatal: Optional[Callable[[KafkaError], None]] = None) -> dict[str, Any]:
@@ -235,11 +236,27 @@ class Clients:
                 log.debug("No metadata for %s yet (%s); the first records will wait for it", topic, exc.args[0].str())
         return producer
 
-    def consumer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {}) -> Consumer:
-        return self._build(Consumer, self._config(defaults, enforced))
+    def consumer(self, defaults: Mapping[str, Any] = {}, enforced: Mapping[str, Any] = {},
+                 without: Iterable[str] = ()) -> Consumer:
+        """A consumer; ``without``: keys dropped from every layer (settings the chosen group protocol refuses)."""
+        config = self._config(defaults, enforced)
+        for key in without:
+            config.pop(key, None)
+        return self._build(Consumer, config)
 
     def admin(self) -> AdminClient:
         return self._build(AdminClient, self._config({}, {}))
+
+    def broker_settings(self) -> dict[str, Optional[str]]:
+        """One broker's settings (the lowest node id), read once: the guarantee and the group protocol both ask.
+        Raises a refusal where the principal may not describe the cluster."""
+        if self._broker_settings is None:
+            admin = self.admin()
+            brokers = admin.list_topics(timeout=15).brokers
+            resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+            [future] = admin.describe_configs([resource], request_timeout=15).values()
+            self._broker_settings = {name: entry.value for name, entry in future.result().items()}
+        return self._broker_settings
 
 
 def ensure_topics(

@@ -22,10 +22,15 @@ _MAX_INT_TEXT = 19  # digits
 
 def with_source(headers: Optional[Sequence[tuple[str, HeaderValue]]], source: Source) -> Headers:
     """``headers`` (values as bytes) with the source coordinates replaced by ``source``."""
-    topic, partition, offset = source
     kept = [(key, value if isinstance(value, bytes) else (value or "").encode("utf-8", "replace"))
             for key, value in (headers or ()) if key not in _NAMES]
-    return kept + [(SOURCE_TOPIC, topic.encode()), (SOURCE_PARTITION, b"%d" % partition), (SOURCE_OFFSET, b"%d" % offset)]
+    return kept + source_headers(source)
+
+
+def source_headers(source: Source) -> Headers:
+    """The three headers that name ``source``."""
+    topic, partition, offset = source
+    return [(SOURCE_TOPIC, topic.encode()), (SOURCE_PARTITION, b"%d" % partition), (SOURCE_OFFSET, b"%d" % offset)]
 
 
 def source_of(headers: Optional[Sequence[tuple[str, HeaderValue]]]) -> Optional[Source]:

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from runtime.access import denied, is_refusal
 from runtime.clients import BrokerStatus, guarded
 from runtime.errors import FatalKafkaError
-from runtime.provenance import Headers, HeaderValue, Source, with_source
+from runtime.provenance import Headers, Source, source_headers, with_source
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class Router:
         self.too_large = too_large
         self.on_acked = on_acked
         self.transaction_max_bytes = transaction_max_bytes
+        self._report = guarded(status, self._delivered)  # each copy's delivery report: this, its details bound
 
     def __len__(self) -> int:
         return len(self.producer)
@@ -128,20 +129,23 @@ class Router:
         self.producer = producer
 
     def copy(self, msg: Message, topic: str, recipe: HeaderRecipe, *args: Any) -> None:
-        headers = recipe(msg.headers(), ref_of(msg), now_ms(), *args)
-        self._send(topic, msg.key(), msg.value(), headers, (msg.topic(), msg.partition(), msg.offset()))
+        original = msg.headers()
+        source = (msg.topic(), msg.partition(), msg.offset())
+        headers = recipe(original, ref_of(msg), now_ms(), *args)
+        # A recipe's headers are fresh bytes; without headers at its source (a first attempt) none names a source.
+        self._send(topic, msg.key(), msg.value(), headers + source_headers(source) if original is None
+                   else with_source(headers, source), source)
 
     def redrive(self, msg: Message, topic: str) -> None:
-        self._send(topic, msg.key(), msg.value(), msg.headers(), (msg.topic(), msg.partition(), msg.offset()))
+        source = (msg.topic(), msg.partition(), msg.offset())
+        self._send(topic, msg.key(), msg.value(), with_source(msg.headers(), source), source)
 
-    def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes],
-              headers: Optional[list[tuple[str, HeaderValue]]], source: Source) -> None:
-        headers = with_source(headers, source)
+    def _send(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source) -> None:
         limit = self.transaction_max_bytes
         if limit is not None and record_bytes(key, value, headers) > limit:
             self._send_stub(key, value, headers, source, f"over the topics' max.message.bytes {limit}")
             return
-        report = guarded(self.status, partial(self._delivered, topic, key, value, headers, source))
+        report = partial(self._report, topic, key, value, headers, source)
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
         except KafkaException as exc:
@@ -160,7 +164,7 @@ class Router:
         log.error("Record %s[%d]@%d (%d bytes) is too large to copy (%s); dead-lettering it without its value",
                   *source, size, why)
         stub_headers = self.too_large(headers, size, why)
-        report = guarded(self.status, partial(self._delivered, self.dead_letter_topic, key, None, stub_headers, source))
+        report = partial(self._report, self.dead_letter_topic, key, None, stub_headers, source)
         produce_patiently(self.producer, self.dead_letter_topic, key=key, value=None, headers=stub_headers,
                           on_delivery=report)
 

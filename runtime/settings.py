@@ -20,6 +20,9 @@ AUTO = "auto"
 EXACTLY_ONCE = "exactly-once"
 AT_LEAST_ONCE = "at-least-once"
 GUARANTEES = (AUTO, EXACTLY_ONCE, AT_LEAST_ONCE)
+CLASSIC = "classic"
+CONSUMER = "consumer"  # KIP-848: the broker assigns partitions; no stop-the-world rebalances
+GROUP_PROTOCOLS = (AUTO, CLASSIC, CONSUMER)
 # Copies not yet acknowledged before the sources pause: bounds the memory they hold (runtime.backpressure).
 MAX_COPIES_IN_FLIGHT = 20_000
 
@@ -59,6 +62,7 @@ class ConsumerSettings:
     transactional_id: str = ""  # empty: GROUP-HOST-PID
     batch_size: int = 5000
     max_copies_in_flight: int = MAX_COPIES_IN_FLIGHT  # see runtime.backpressure
+    group_protocol: str = AUTO
 
 
 def parse_properties(text: str, source: str = "properties") -> dict[str, str]:

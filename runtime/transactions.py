@@ -23,7 +23,6 @@ import threading
 from typing import Any, Callable, Optional
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
 
 from runtime.access import denied, is_refusal
 from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients, fatal_error, patiently
@@ -50,9 +49,8 @@ def resolve_guarantee(choice: str, clients: Clients, transactional_id: str,
     """
     if choice != AUTO:
         return choice, "asked for"
-    admin = clients.admin()
     try:
-        coordinator = patiently(lambda: has_transaction_coordinator(admin), clients.status,
+        coordinator = patiently(lambda: _COORDINATOR_SETTING in clients.broker_settings(), clients.status,
                                 "read the broker's settings", should_stop)
     except KafkaException as exc:
         if not is_refusal(exc.args[0]):
@@ -63,14 +61,6 @@ def resolve_guarantee(choice: str, clients: Clients, transactional_id: str,
     if coordinator:
         return EXACTLY_ONCE, "auto: the broker has a transaction coordinator"
     return AT_LEAST_ONCE, "auto: the broker reports no transaction coordinator"
-
-
-def has_transaction_coordinator(admin: AdminClient) -> bool:
-    """Whether the broker's settings include a transaction state log; raises a refusal without cluster rights."""
-    brokers = admin.list_topics(timeout=15).brokers
-    resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
-    [future] = admin.describe_configs([resource], request_timeout=15).values()
-    return _COORDINATOR_SETTING in future.result()
 
 
 def _try_transactions(clients: Clients, transactional_id: str,
@@ -97,7 +87,8 @@ def transactional_id(settings: ConsumerSettings) -> str:
 
 
 class Transactions:
-    """The open transaction of one producer; :meth:`commit` ends it with the offsets and opens the next.
+    """The open transaction of one producer, from :meth:`begin` on; :meth:`commit` ends it with the offsets and
+    opens the next.
 
     A producer fenced or failed for good (its transaction timed out on the
     coordinator during a stall or a broker outage), wherever librdkafka reports
@@ -117,13 +108,21 @@ class Transactions:
         self.on_renewed: list[Callable[[Producer], None]] = []
         self.generation = 0
         self.void: Optional[KafkaError] = None  # the fatal error of the current producer, reported by its callback
-        self.producer = self._start()
+        self.producer = self._new_producer()
 
-    def _start(self) -> Producer:
+    def _new_producer(self) -> Producer:
         self.generation += 1
         self.void = None
         generation = self.generation
-        producer = self.new_producer(lambda error: self._failed_for_good(generation, error))
+        return self.new_producer(lambda error: self._failed_for_good(generation, error))
+
+    def begin(self) -> None:
+        """Initialise transactions for this transactional.id (fencing any earlier producer of it) and open the first.
+
+        A script calls it once its consumer has subscribed: the group join then runs while this waits for the
+        transaction coordinator.
+        """
+        producer = self.producer
         try:
             patiently(lambda: producer.init_transactions(TRANSACTION_TIMEOUT_S), self.status, "initialise transactions")
         except KafkaException as exc:
@@ -131,7 +130,6 @@ class Transactions:
                 raise denied(exc.args[0], self.status.principal, "Write", self.transactional_id) from None
             raise
         producer.begin_transaction()
-        return producer
 
     def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:
         """Produce with ``write_last`` (the checkpoints), then commit them, what was produced before, and ``offsets``.
@@ -219,7 +217,8 @@ class Transactions:
                     "the same transactional.id, which fences the old one", what, why)
         # The replaced producer is released once nothing refers to it: closing a fenced one here warns from inside
         # confluent-kafka and leaves an exception set that a later call trips over (SystemError), measured on 2.16.1.
-        self.producer = self._start()
+        self.producer = self._new_producer()
+        self.begin()
         for renewed in self.on_renewed:
             renewed(self.producer)
 

@@ -17,6 +17,7 @@ from runtime.checkpoints import CheckpointStore
 from runtime.clients import (
     GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes, patiently,
 )
+from runtime.group_protocol import consumer_settings_left_out, resolve_group_protocol
 from runtime.routing import COPY_PRODUCER_DEFAULTS, AckCallback, Copies, Router, TooLargeRecipe
 from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
 from runtime.transactions import TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
@@ -49,10 +50,16 @@ class Wiring:
     consumer: Consumer
     checkpointed: CheckpointedConsumer
     guarantee: str  # for the start-up line: "exactly-once (auto: ...)"
+    group_protocol: str  # for the start-up line: "consumer (auto: ...)"
 
     @property
     def copies(self) -> Copies:
         return self.checkpointed.copies
+
+    def start_transactions(self) -> None:
+        """With exactly-once: initialise the transactional producer (after subscribing, so the join runs meanwhile)."""
+        if self.checkpointed.transactions is not None:
+            self.checkpointed.transactions.begin()
 
     def close(self) -> None:
         """Flush, checkpoint, commit and leave the group (:meth:`CheckpointedConsumer.close`)."""
@@ -74,6 +81,9 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     if resolved is None:
         return None
     guarantee, why = resolved
+    protocol = resolve_group_protocol(settings.group_protocol, clients, should_stop)
+    if protocol is None:
+        return None
     transactional = guarantee == EXACTLY_ONCE
     if transactional:
         producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
@@ -83,7 +93,9 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         # only stop the script, since sending it again might duplicate it.
         producer_defaults = {**plan.producer_defaults, "message.timeout.ms": 0}
         producer_enforced = PRODUCER_ENFORCED
-    consumer = clients.consumer(plan.consumer_defaults, {**CONSUMER_ENFORCED, "group.id": settings.group_id})
+    consumer = clients.consumer(plan.consumer_defaults,
+                                {**CONSUMER_ENFORCED, "group.id": settings.group_id, "group.protocol": protocol[0]},
+                                without=consumer_settings_left_out(protocol[0], kafka.properties))
     transactions = None
     if transactional:
         transactions = Transactions(lambda on_fatal: clients.producer(producer_defaults, producer_enforced,
@@ -107,4 +119,5 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         router = checkpointed.copies
         assert isinstance(router, Router)
         transactions.on_renewed += [checkpointed.use_producer, router.use_producer]
-    return Wiring(settings, plan, clients, consumer, checkpointed, f"{guarantee} ({why})")
+    return Wiring(settings, plan, clients, consumer, checkpointed, f"{guarantee} ({why})",
+                  f"{protocol[0]} ({protocol[1]})")

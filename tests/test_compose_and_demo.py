@@ -35,6 +35,14 @@ def test_compose_runs_the_apache_kafka_version_the_suite_tests():
     assert not any("zookeeper" in image or "cp-kafka" in image for image in images)
 
 
+def test_compose_times_consumer_groups_as_the_suite_does():
+    """The consumer protocol's dev timings (KIP-848) of the dev broker are the Compose broker's too."""
+    dev = dict(re.findall(r'"(group\.consumer\.[a-z.]+)": (\d+)', (ROOT / "devbroker" / "kafka.py").read_text()))
+    compose = dict(re.findall(r"KAFKA_(GROUP_CONSUMER_[A-Z_]+): (\d+)", (ROOT / "docker-compose.yml").read_text()))
+    assert len(dev) == 4
+    assert compose == {name.upper().replace(".", "_"): value for name, value in dev.items()}
+
+
 def _free_port_run(count: int) -> int:
     """The first of ``count`` consecutive free ports."""
     while True:

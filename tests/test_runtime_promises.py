@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from runtime.provenance import source_of
@@ -20,13 +20,16 @@ pytestmark = pytest.mark.integration
 
 FAST_BACKOFF = ["--backoff-base", "0.2", "--backoff-factor", "2", "--backoff-max", "0.8"]
 AUTO_CHOICE = {
-    "kafka": "exactly-once (auto: the broker has a transaction coordinator)",
-    "tansu": "at-least-once (auto: the broker reports no transaction coordinator)",
+    "kafka": "exactly-once (auto: the broker has a transaction coordinator); "
+             "group protocol consumer (auto: the broker offers KIP-848's consumer protocol)",
+    "tansu": "at-least-once (auto: the broker reports no transaction coordinator); "
+             "group protocol classic (auto: the broker offers the classic protocol only)",
 }
 
 
-def test_auto_chooses_the_guarantee_per_broker_and_says_why(runner: ScriptRunner, topics: Topics, bootstrap: str,
-                                                             engine: str) -> None:
+def test_auto_chooses_the_guarantee_and_group_protocol_per_broker_and_says_why(
+    runner: ScriptRunner, topics: Topics, bootstrap: str, engine: str,
+) -> None:
     create_topics(bootstrap, topics.pipeline())
     main = runner.start("consumer.main_consumer")
     retry = runner.start("retry.retry_consumer")
@@ -34,6 +37,12 @@ def test_auto_chooses_the_guarantee_per_broker_and_says_why(runner: ScriptRunner
         runner.wait_until(lambda: start_up_line in script.output(), 60, what=f"{script.name}'s start-up line")
         start_up = next(line for line in script.output().splitlines() if start_up_line in line)
         assert start_up.endswith(AUTO_CHOICE[engine]), start_up
+        runner.wait_until(lambda: "Assigned " in script.output(), 60, what=f"{script.name}'s partitions")
+    group = topics.env()["MAIN_GROUP_ID"]
+    if engine == "kafka":  # the broker's own account of the group, beside our log line (Tansu calls every group
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # "consumer", whichever protocol it speaks)
+        [future] = admin.describe_consumer_groups([group]).values()
+        assert future.result(30).type == ConsumerGroupType.CONSUMER
     assert main.stop() == 0 and retry.stop() == 0
     runner.assert_healthy()
 

@@ -7,15 +7,13 @@ JSON has no float32: the price is the number as written.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
-from jsonschema import Draft202012Validator
-
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "order.schema.json"
-_VALIDATOR = Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))  # compiled once
 _FIELDS = {"orderId", "product", "price"}
 
 
@@ -67,8 +65,17 @@ def matches_schema(record: Any) -> bool:
     )
 
 
+@functools.cache
+def schema_validator() -> Any:
+    """The schema's validator, compiled on first use: importing jsonschema is slow, and every script would
+    pay for it at start-up, JSON or not."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
 def _first_error(record: Any) -> Optional[str]:
-    error = next(iter(_VALIDATOR.iter_errors(record)), None)
+    error = next(iter(schema_validator().iter_errors(record)), None)
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "the order"
