@@ -4,7 +4,10 @@ The throughput runs of ``python -m bench`` say how fast; this says where the
 time goes, without the broker's share of the two cores: CPU time of this
 thread only (``time.thread_time``), best of ``--repeats``, on records built in
 memory (runs of 500 per partition, as a fetch returns them). At 10 %
-failures the copies go, as in the script, through a producer to a dev broker.
+failures the copies go, as in the script, through a producer to a dev broker:
+at-least-once an idempotent one with a delivery report per copy, exactly-once
+a transactional one that reports failures only. Then one copy's parts alone:
+its headers, ``produce()``, and its delivery report.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import argparse
 import logging
 import subprocess
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.settings import Retries, Topics
@@ -23,24 +26,27 @@ from avro_utils import avro_deserialize
 from bench.limits import encoded_orders
 from consumer.figures import MainEvents
 from consumer.main_consumer import MainHandler
-from devbroker import TansuBroker, free_port
+from devbroker import ENGINES, dev_broker, free_port
 from domain.average import RunningAverage
 from domain.backoff import BackoffPolicy
 from domain.codecs import AVRO
 from domain.failures import FailureSimulator
-from domain.headers import too_large_headers
+from domain.headers import Failure, retry_headers, too_large_headers
 from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients
 from runtime.gc_tuning import tune_for_streaming
 from runtime.offsets import OffsetTracker
-from runtime.routing import COPY_PRODUCER_DEFAULTS, Router
+from runtime.provenance import source_headers
+from runtime.routing import COPY_PRODUCER_DEFAULTS, Router, now_ms, ref_of
 from runtime.settings import KafkaSettings
+from runtime.transactions import TRANSACTION_DEFAULTS
 
 PARTITIONS = 3
 RUN = 500
 BATCH = 5000
+AT_LEAST_ONCE, EXACTLY_ONCE = "at-least-once", "exactly-once"
 
 
-def cpu_us_per_record(work: Callable[[], None], records: int, repeats: int) -> float:
+def cpu_us_per_record(work: Callable[[], Any], records: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         started = time.thread_time()
@@ -49,16 +55,28 @@ def cpu_us_per_record(work: Callable[[], None], records: int, repeats: int) -> f
     return best / records * 1e6
 
 
-def main_handler(fail_rate: float, bootstrap: str) -> tuple[MainHandler, Router]:
-    """A main consumer's handler owning every partition from offset 0, its copies made as the script makes them."""
-    topics, kafka = Topics(), KafkaSettings(bootstrap)
-    tracker = OffsetTracker()
+def copy_producer(bootstrap: str, guarantee: str) -> Producer:
+    """The producer a main consumer makes its copies with, in ``guarantee``, as the runtime configures it."""
+    topics = Topics()
+    if guarantee == EXACTLY_ONCE:
+        defaults = {**COPY_PRODUCER_DEFAULTS, **TRANSACTION_DEFAULTS, "delivery.report.only.error": True}
+        enforced = {**PRODUCER_ENFORCED, "transactional.id": f"bench-per-record-{time.time_ns()}"}
+        producer = Clients(KafkaSettings(bootstrap), "bench").producer(defaults, enforced)
+        producer.init_transactions(30)
+        return producer
+    return Clients(KafkaSettings(bootstrap), "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
+                                                              warm_up=[topics.retry, topics.dlq])
 
-    def acked(source: tuple[str, int, int], _copy: tuple[str, int, int]) -> None:
+
+def main_handler(fail_rate: float, producer: Producer, transactional: bool) -> tuple[MainHandler, Router]:
+    """A main consumer's handler owning every partition from offset 0, its copies made as the script makes them."""
+    topics, tracker = Topics(), OffsetTracker()
+
+    def acked(source: tuple[str, int, int], _copy: Optional[tuple[str, int, int]]) -> None:
         tracker.complete(source[:2], source[2])
 
-    producer = Clients(kafka, "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED, warm_up=[topics.retry, topics.dlq])
-    copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus(bootstrap))
+    copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus("bench"),
+                    transaction_max_bytes=1_048_588 if transactional else None)
     average = RunningAverage()
     handler = MainHandler(copies, tracker, topics, Retries(3, BackoffPolicy()), FailureSimulator(fail_rate), AVRO, None,
                           average, MainEvents(average, topics, max_retries=3))
@@ -72,11 +90,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.per_record", description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="%(default)s")
     parser.add_argument("--repeats", type=int, default=5, help="%(default)s")
+    parser.add_argument("--engine", choices=ENGINES, default="kafka",
+                        help="the dev broker the copies go to (exactly-once needs sound transactions) %(default)s")
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)  # the event lines are built as in the script, not written
-    now_ms = int(time.time() * 1000)
     msgs = [
-        Message(topic="orders", partition=(i // RUN) % PARTITIONS, offset=i, key=key, value=value, timestamp=(1, now_ms))
+        Message(topic="orders", partition=(i // RUN) % PARTITIONS, offset=i, key=key, value=value, timestamp=(1, now_ms()))
         for i, (key, value) in enumerate(encoded_orders(args.records))
     ]
     batches = [msgs[i:i + BATCH] for i in range(0, len(msgs), BATCH)]
@@ -88,31 +107,78 @@ def main(argv: Optional[list[str]] = None) -> int:
                 continue
             avro_deserialize(msg.value())
 
-    with TansuBroker(free_port(), output=subprocess.DEVNULL) as broker:
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    figures = {"decode-only loop": cpu_us_per_record(decode_only, len(msgs), args.repeats)}
+    copies_per_pass = 0.0
+    with dev_broker(args.engine, free_port(), output=subprocess.DEVNULL) as broker:
+        bootstrap = broker.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
         for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
             future.result(30)
-        figures = {"decode-only loop": cpu_us_per_record(decode_only, len(msgs), args.repeats)}
-        for fail_rate in (0.0, 0.1):
-            handler, copies = main_handler(fail_rate, broker.bootstrap_servers)
+        for name, fail_rate, guarantee in (("0% failures", 0.0, AT_LEAST_ONCE), (f"10% failures, {AT_LEAST_ONCE}", 0.1, AT_LEAST_ONCE),
+                                           (f"10% failures, {EXACTLY_ONCE}", 0.1, EXACTLY_ONCE)):
+            producer = copy_producer(bootstrap, guarantee)
+            transactional = guarantee == EXACTLY_ONCE
+            handler, copies = main_handler(fail_rate, producer, transactional)
 
             def drain() -> None:
+                if transactional:
+                    producer.begin_transaction()
                 for batch in batches:
                     handler.handle(batch)
                     copies.serve()
-                copies.flush(30)
+                if transactional:
+                    producer.commit_transaction(30)  # waits for every copy; its wait is not this thread's time
+                else:
+                    copies.flush(30)
 
-            figures[f"main consumer, {fail_rate:.0%} failures"] = cpu_us_per_record(drain, len(msgs), args.repeats)
-        routed = handler.average.owned().retried / args.repeats  # the 10 % run's copies, per pass
+            figures[f"main consumer, {name}"] = cpu_us_per_record(drain, len(msgs), args.repeats)
+            if fail_rate:
+                copies_per_pass = handler.average.owned().retried / args.repeats
+        parts = copy_parts(bootstrap, msgs[:20_000], args.repeats)
+    print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records "
+          f"(copies to a dev broker: {args.engine}):")
     decode = figures["decode-only loop"]
-    print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records:")
-    print(f"  {'decode-only loop':<32} {decode:6.2f} us")
+    print(f"  {'decode-only loop':<44} {decode:6.2f} us")
     for name, value in list(figures.items())[1:]:
-        print(f"  {name:<32} {value:6.2f} us  ({value - decode:+.2f} us beside the decode-only loop)")
-    extra = figures["main consumer, 10% failures"] - figures["main consumer, 0% failures"]
-    print(f"  10 % failures, per routed copy   {extra * len(msgs) / routed:6.1f} us  ({routed:,.0f} copies; "
-          "the failure draw of every record included)")
+        print(f"  {name:<44} {value:6.2f} us  ({value - decode:+.2f} us beside the decode-only loop)")
+    for guarantee in (AT_LEAST_ONCE, EXACTLY_ONCE):
+        extra = figures[f"main consumer, 10% failures, {guarantee}"] - figures["main consumer, 0% failures"]
+        print(f"  10 % failures, {guarantee}, per copy {extra * len(msgs) / copies_per_pass:8.1f} us "
+              f"({copies_per_pass:,.0f} copies; every record's failure draw included)")
+    print("One copy's parts alone, per copy:")
+    for name, value in parts.items():
+        print(f"  {name:<44} {value:6.2f} us")
     return 0
+
+
+def copy_parts(bootstrap: str, msgs: list[Message], repeats: int) -> dict[str, float]:
+    """A retry copy's headers, its ``produce()``, and its delivery report (at-least-once), each alone."""
+    failure = Failure("process", "TransientProcessingError", "simulated transient failure (attempt 1)",
+                      "simulated transient failure (attempt 1)")
+
+    def headers() -> list:
+        return [retry_headers(msg.headers(), ref_of(msg), now_ms(), failure, 1, 0)
+                + source_headers((msg.topic(), msg.partition(), msg.offset())) for msg in msgs]
+
+    built = headers()
+    producer = copy_producer(bootstrap, AT_LEAST_ONCE)
+    reported = copy_producer(bootstrap, AT_LEAST_ONCE)
+
+    def produce(target: Producer, report: Optional[Callable[..., None]]) -> None:
+        for msg, copy_headers in zip(msgs, built):
+            target.produce("orders_retry", key=msg.key(), value=msg.value(), headers=copy_headers, on_delivery=report)
+        target.flush(30)
+
+    def report(_err: Any, _msg: Message) -> None:
+        pass
+
+    without = cpu_us_per_record(lambda: produce(producer, None), len(msgs), repeats)
+    with_report = cpu_us_per_record(lambda: produce(reported, report), len(msgs), repeats)
+    return {
+        "headers (the recipe and the source's three)": cpu_us_per_record(headers, len(msgs), repeats),
+        "produce(), no delivery report": without,
+        "a delivery report, served by poll()/flush()": with_report - without,
+    }
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A consumer that resumes each partition exactly where its last checkpoint left off.
 
 What it keeps per partition is the handler's (:class:`runtime.partition_role.PartitionRole`).
-The cycle, once a second, on revoke and at shutdown, is Quix Streams': flush
+The cycle, every commit interval (``--commit-interval-ms``), on revoke and at shutdown, is Quix Streams': flush
 the copies -> write the checkpoints -> commit the offsets. With exactly-once
 they join the copies in one transaction (:mod:`runtime.transactions`); an
 aborted one rewinds every partition to its last committed checkpoint.
@@ -32,7 +32,6 @@ from runtime.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INTERVAL_S = 1.0
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
 RAISE_BASES_INTERVAL_S = 30.0
@@ -55,13 +54,16 @@ class CheckpointedConsumer:
         transactions: Optional[Transactions] = None,
         fresh_from_committed: bool = False,
         settled_only: bool = False,
+        interval_s: float = 1.0,
     ) -> None:
         """``make_copies(on_acked)``: what makes the copies, told of each acknowledged one (:meth:`acked`).
 
         ``fresh_from_committed``: a partition without a checkpoint starts at the group's committed offset, not
         at its beginning. ``settled_only``: checkpoint a partition only while none of its copies waits for
-        acknowledgement (for a role whose state counts a copy when it is asked for).
+        acknowledgement (for a role whose state counts a copy when it is asked for). ``interval_s``: how often
+        :meth:`checkpoint_if_due` checkpoints and commits.
         """
+        self.interval_s = interval_s
         self.fresh_from_committed = fresh_from_committed
         self.settled_only = settled_only
         self.clients = clients
@@ -85,10 +87,12 @@ class CheckpointedConsumer:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
         self.producer = producer
 
-    def acked(self, source: Source, copy: Source) -> None:
-        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
+    def acked(self, source: Source, copy: Optional[Source]) -> None:
+        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies (``copy`` is None
+        for a copy in a transaction, which commits with the checkpoint that covers its source)."""
         topic, partition, offset = source
-        self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
+        if copy is not None:
+            self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
         self.tracker.complete((topic, partition), offset)
 
     def subscribe(self, topics: list[str], role: PartitionRole) -> None:
@@ -213,9 +217,8 @@ class CheckpointedConsumer:
         self._commit(commits, asynchronous=False)
 
     def _commit_transaction(self, final: bool) -> None:
-        """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
+        """Checkpoints and offsets into the transaction -> commit (which waits for the copies), or rewind if it aborted."""
         assert self.transactions is not None
-        self.producer.flush(FLUSH_TIMEOUT_S)
         self._raise_bases_if_due()
         changed = self._changed_checkpoints(None, between_batches=not final)
 
@@ -235,13 +238,15 @@ class CheckpointedConsumer:
             self._published[partition] = checkpoint.state
 
     def _raise_bases_if_due(self) -> None:
-        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
+        """Every ~30 s (at-least-once: with no copy in flight): later copies lie beyond the targets' current ends.
 
         So a checkpoint's ``scan_from`` keeps up with the targets even where this
         instance copies nothing, and a take-over scans ~30 s of copies, not their history.
         """
-        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
+        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S:
             return
+        if self.transactions is None and len(self.copies):
+            return  # a copy in flight may land below the ends (in a transaction it commits with its source's checkpoint)
         self._bases_raised = time.monotonic()
         ends = listed_ends(self.consumer, list({target for base in self._bases.values() for target in base}))
         for base in self._bases.values():
@@ -315,7 +320,7 @@ class CheckpointedConsumer:
             log.warning("Offset commit failed (%s); the checkpoint stands", exc)
 
     def checkpoint_if_due(self) -> None:
-        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+        if time.monotonic() - self._last_checkpoint >= self.interval_s:
             self.checkpoint()
 
     def written_states(self) -> dict[Partition, Optional[dict]]:

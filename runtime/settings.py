@@ -25,6 +25,8 @@ CONSUMER = "consumer"  # KIP-848: the broker assigns partitions; no stop-the-wor
 GROUP_PROTOCOLS = (AUTO, CLASSIC, CONSUMER)
 # Copies not yet acknowledged before the sources pause: bounds the memory they hold (runtime.backpressure).
 MAX_COPIES_IN_FLIGHT = 20_000
+# How often checkpoints and offsets commit (with exactly-once: the transaction); docs/performance.md has the curve.
+COMMIT_INTERVAL_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ConsumerSettings:
     batch_size: int = 5000
     max_copies_in_flight: int = MAX_COPIES_IN_FLIGHT  # see runtime.backpressure
     group_protocol: str = AUTO
+    commit_interval_s: float = COMMIT_INTERVAL_MS / 1000
 
 
 def parse_properties(text: str, source: str = "properties") -> dict[str, str]:

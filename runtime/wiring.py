@@ -86,7 +86,8 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
         return None
     transactional = guarantee == EXACTLY_ONCE
     if transactional:
-        producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS}
+        # Failures only: a transaction's commit waits for every copy, and fails if one failed (runtime.routing).
+        producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS, "delivery.report.only.error": True}
         producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": txn_id}
     else:
         # Copies wait out a broker outage (the sources pause: Backpressure); a copy that times out could
@@ -114,7 +115,7 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
 
     store = CheckpointStore(clients, settings.stats_topic, settings.group_id)
     checkpointed = CheckpointedConsumer(clients, consumer, producer, store, list(plan.targets), make_copies, transactions,
-                                        plan.fresh_from_committed, plan.settled_only)
+                                        plan.fresh_from_committed, plan.settled_only, settings.commit_interval_s)
     if transactions is not None:
         router = checkpointed.copies
         assert isinstance(router, Router)
