@@ -459,7 +459,7 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
             plotted_buckets = buckets
     if args.engine == "kafka" and args.commit_intervals:
         curve = commit_interval_curve(bench, records, args.commit_intervals)
-        results["commit_interval"] = {f"{ms} ms {name}": figure for ms, figures in curve.items()
+        results["commit_interval"] = {f"{ms} ms: {name}": figure for ms, figures in curve.items()
                                       for name, figure in figures.items()}
         if args.plot:
             plot_commit_intervals(args.plot.replace(".png", "-commit-interval.png"), curve,

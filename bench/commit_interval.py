@@ -25,7 +25,7 @@ def commit_interval_curve(bench: Any, records: list[tuple[bytes, bytes]], interv
         with bench.phase(f"commit-{interval}-latency"):
             buckets = bench.end_to_end("--guarantee", "exactly-once", *flag)
         curve[interval] = {
-            "main consumer, 10 % failures": Figure(rate, "orders/s"),
+            "10 % failures": Figure(rate, "orders/s"),
             "end-to-end p99": Figure(histogram_quantile(buckets, 0.99) * 1000, "ms"),
         }
         log.info("commit interval %d ms: %.0f orders/s at 10 %% failures, end-to-end p99 %.1f ms", interval, rate,
@@ -45,7 +45,7 @@ def plot_commit_intervals(path: str, curve: dict[int, dict[str, Figure]], title:
 
     intervals = sorted(curve)
     figure, throughput = plt.subplots(figsize=(7, 4.5))
-    throughput.plot(intervals, [curve[i]["main consumer, 10 % failures"].value for i in intervals], "o-", color="tab:blue")
+    throughput.plot(intervals, [curve[i]["10 % failures"].value for i in intervals], "o-", color="tab:blue")
     throughput.set_xscale("log")
     throughput.set_xticks(intervals, [f"{i} ms" for i in intervals])
     throughput.set_xlabel("--commit-interval-ms")

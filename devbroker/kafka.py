@@ -179,10 +179,11 @@ class KafkaCluster:
             "auto.create.topics.enable": "false",
             # A dev cluster: a group's first member need not wait 3 s for others to join.
             "group.initial.rebalance.delay.ms": 0,
-            # The consumer protocol's (KIP-848) timings, as dev.properties sets the classic protocol's: members
-            # heartbeat every second, so a joining one gets its partitions within about two, and a killed one
-            # is out after 6 s (defaults: 5 s and 45 s, with minimums of the same).
-            "group.consumer.heartbeat.interval.ms": 1000, "group.consumer.min.heartbeat.interval.ms": 1000,
+            # The consumer protocol's (KIP-848) dev timings, as dev.properties sets the classic protocol's: members
+            # heartbeat every 500 ms, and a joining one gets its partitions at its second heartbeat, after the
+            # owner's next one gave them up; a killed one is out after 6 s (defaults: 5 s and 45 s, with minimums
+            # of the same).
+            "group.consumer.heartbeat.interval.ms": 500, "group.consumer.min.heartbeat.interval.ms": 500,
             "group.consumer.session.timeout.ms": 6000, "group.consumer.min.session.timeout.ms": 6000,
             # A crashed instance's open transaction is aborted within 1 s of its timeout (default: 10 s), so
             # read_committed readers behind it (a take-over loading checkpoints) wait less.

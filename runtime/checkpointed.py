@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from functools import partial
 from typing import Callable, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
 from runtime.clients import Clients, guarded
@@ -82,6 +84,8 @@ class CheckpointedConsumer:
         self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
         self._last_checkpoint = self._bases_raised = time.monotonic()
         self._closing = False
+        self._admin: Optional[AdminClient] = None  # with transactions: asks for the targets' ends
+        self._ends_asked: Optional[dict[TopicPartition, Future]] = None
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
@@ -219,7 +223,7 @@ class CheckpointedConsumer:
     def _commit_transaction(self, final: bool) -> None:
         """Checkpoints and offsets into the transaction -> commit (which waits for the copies), or rewind if it aborted."""
         assert self.transactions is not None
-        self._raise_bases_if_due()
+        self._raise_bases_to_asked_ends()
         changed = self._changed_checkpoints(None, between_batches=not final)
 
         def write_checkpoints(producer: Producer) -> None:
@@ -238,17 +242,47 @@ class CheckpointedConsumer:
             self._published[partition] = checkpoint.state
 
     def _raise_bases_if_due(self) -> None:
-        """Every ~30 s (at-least-once: with no copy in flight): later copies lie beyond the targets' current ends.
+        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
 
         So a checkpoint's ``scan_from`` keeps up with the targets even where this
         instance copies nothing, and a take-over scans ~30 s of copies, not their history.
         """
-        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S:
+        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
             return
-        if self.transactions is None and len(self.copies):
-            return  # a copy in flight may land below the ends (in a transaction it commits with its source's checkpoint)
         self._bases_raised = time.monotonic()
-        ends = listed_ends(self.consumer, list({target for base in self._bases.values() for target in base}))
+        self._raise_bases(listed_ends(self.consumer, self._targets()))
+
+    def _raise_bases_to_asked_ends(self) -> None:
+        """With transactions, at each commit: raise the bases to the targets' ends asked for at the previous
+        commit, and ask again, without waiting.
+
+        A transaction's copies report no offsets (:mod:`runtime.routing`), so
+        the ledger cannot bound them. A copy below such an end was made in a
+        transaction whose checkpoint covers its source, or in one that aborted;
+        every later copy lies beyond it. A take-over scans about one interval of copies.
+        """
+        asked = self._ends_asked
+        if asked is not None and all(future.done() for future in asked.values()):
+            ends = {}
+            for tp, future in asked.items():
+                try:
+                    ends[(tp.topic, tp.partition)] = future.result().offset
+                except KafkaException:
+                    continue
+            self._raise_bases({target: end for target, end in ends.items() if end >= 0})
+            asked = None
+        targets = self._targets()
+        if asked is None and targets:
+            if self._admin is None:
+                self._admin = self.clients.admin()
+            asked = self._admin.list_offsets({TopicPartition(*target): OffsetSpec.latest() for target in targets},
+                                             request_timeout=15)
+        self._ends_asked = asked
+
+    def _targets(self) -> list[Partition]:
+        return list({target for base in self._bases.values() for target in base})
+
+    def _raise_bases(self, ends: dict[Partition, int]) -> None:
         for base in self._bases.values():
             for target, end in ends.items():
                 base[target] = max(base.get(target, 0), end)
