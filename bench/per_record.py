@@ -5,8 +5,8 @@ time goes, without the broker's share of the two cores: CPU time of this
 thread only (``time.thread_time``), best of ``--repeats``, on records built in
 memory (runs of 500 per partition, as a fetch returns them). At 10 %
 failures the copies go, as in the script, through a producer to a dev broker:
-at-least-once an idempotent one with a delivery report per copy, exactly-once
-a transactional one that reports failures only. Then one copy's parts alone:
+an idempotent one (at-least-once) or a transactional one (exactly-once), with
+a delivery report per copy. Then one copy's parts alone:
 its headers, ``produce()``, and its delivery report.
 """
 
@@ -32,13 +32,13 @@ from domain.backoff import BackoffPolicy
 from domain.codecs import AVRO
 from domain.failures import FailureSimulator
 from domain.headers import Failure, retry_headers, too_large_headers
-from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients
+from runtime.clients import BrokerStatus, Clients
 from runtime.gc_tuning import tune_for_streaming
 from runtime.offsets import OffsetTracker
 from runtime.provenance import source_headers
 from runtime.routing import COPY_PRODUCER_DEFAULTS, Router, now_ms, ref_of
 from runtime.settings import KafkaSettings
-from runtime.transactions import TRANSACTION_DEFAULTS
+from runtime.wiring import copy_producer_config
 
 PARTITIONS = 3
 RUN = 500
@@ -57,22 +57,19 @@ def cpu_us_per_record(work: Callable[[], Any], records: int, repeats: int) -> fl
 
 def copy_producer(bootstrap: str, guarantee: str) -> Producer:
     """The producer a main consumer makes its copies with, in ``guarantee``, as the runtime configures it."""
-    topics = Topics()
+    topics, clients = Topics(), Clients(KafkaSettings(bootstrap), "bench")
     if guarantee == EXACTLY_ONCE:
-        defaults = {**COPY_PRODUCER_DEFAULTS, **TRANSACTION_DEFAULTS, "delivery.report.only.error": True}
-        enforced = {**PRODUCER_ENFORCED, "transactional.id": f"bench-per-record-{time.time_ns()}"}
-        producer = Clients(KafkaSettings(bootstrap), "bench").producer(defaults, enforced)
+        producer = clients.producer(*copy_producer_config(COPY_PRODUCER_DEFAULTS, f"bench-per-record-{time.time_ns()}"))
         producer.init_transactions(30)
         return producer
-    return Clients(KafkaSettings(bootstrap), "bench").producer(COPY_PRODUCER_DEFAULTS, PRODUCER_ENFORCED,
-                                                              warm_up=[topics.retry, topics.dlq])
+    return clients.producer(*copy_producer_config(COPY_PRODUCER_DEFAULTS, None), warm_up=[topics.retry, topics.dlq])
 
 
 def main_handler(fail_rate: float, producer: Producer, transactional: bool) -> tuple[MainHandler, Router]:
     """A main consumer's handler owning every partition from offset 0, its copies made as the script makes them."""
     topics, tracker = Topics(), OffsetTracker()
 
-    def acked(source: tuple[str, int, int], _copy: Optional[tuple[str, int, int]]) -> None:
+    def acked(source: tuple[str, int, int], _copy: tuple[str, int, int]) -> None:
         tracker.complete(source[:2], source[2])
 
     copies = Router(producer, topics.dlq, too_large_headers, acked, BrokerStatus("bench"),

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future
 from functools import partial
 from typing import Callable, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
 from runtime.clients import Clients, guarded
-from runtime.copies import CopiedBefore, CopyLedger, find_copies, listed_ends
+from runtime.copies import CopiedBefore, CopyLedger, ScanBases, find_copies
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
 from runtime.provenance import Source
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
-RAISE_BASES_INTERVAL_S = 30.0
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -79,24 +76,20 @@ class CheckpointedConsumer:
         self.tracker = OffsetTracker()
         self.ledger = CopyLedger()
         self.copied_before = CopiedBefore()
-        self._bases: dict[Partition, dict[Partition, int]] = {}
+        self.bases = ScanBases(consumer)
         self._saved: dict[Partition, Checkpoint] = {}
         self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
-        self._last_checkpoint = self._bases_raised = time.monotonic()
+        self._last_checkpoint = time.monotonic()
         self._closing = False
-        self._admin: Optional[AdminClient] = None  # with transactions: asks for the targets' ends
-        self._ends_asked: Optional[dict[TopicPartition, Future]] = None
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
         self.producer = producer
 
-    def acked(self, source: Source, copy: Optional[Source]) -> None:
-        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies (``copy`` is None
-        for a copy in a transaction, which commits with the checkpoint that covers its source)."""
+    def acked(self, source: Source, copy: Source) -> None:
+        """Delivery of a routed copy: its source is done, and the ledger learns where the copy lies."""
         topic, partition, offset = source
-        if copy is not None:
-            self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
+        self.ledger.copied((topic, partition), offset, (copy[0], copy[1]), copy[2])
         self.tracker.complete((topic, partition), offset)
 
     def subscribe(self, topics: list[str], role: PartitionRole) -> None:
@@ -135,7 +128,8 @@ class CheckpointedConsumer:
         if not partitions:
             return {}
         started = time.monotonic()
-        known = self.store.load()
+        known = (self.store.load_committed(self.consumer, partitions) if self.transactions is not None
+                 else self.store.load())
         checkpoints = {p: known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
         fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
         starts = self._fresh_starts(fresh) if fresh else {}
@@ -153,7 +147,7 @@ class CheckpointedConsumer:
         for partition in partitions:
             for source_offset, (topic, target_partition, copy_offset) in copies[partition].items():
                 self.ledger.copied(partition, source_offset, (topic, target_partition), copy_offset)
-            self._bases[partition] = dict(ends)
+            self.bases.of[partition] = dict(ends)
             self.tracker.start(partition, starts[partition])
             checkpoint = checkpoints[partition]
             self.role.restore(partition, checkpoint.state if checkpoint else None)
@@ -197,11 +191,12 @@ class CheckpointedConsumer:
         if self.role is None:
             return
         if self.transactions is not None:
-            self._commit_transaction(final)
+            if self.transactions.begun:  # else stopped while initialising: nothing was handled
+                self._commit_transaction(final)
             return
         if len(self.copies) or final:
             self.copies.flush(FLUSH_TIMEOUT_S if final else CHECKPOINT_FLUSH_S)
-        self._raise_bases_if_due()
+        self.bases.raise_if_due(len(self.copies))
         commits: list[TopicPartition] = []
         for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
@@ -221,9 +216,10 @@ class CheckpointedConsumer:
         self._commit(commits, asynchronous=False)
 
     def _commit_transaction(self, final: bool) -> None:
-        """Checkpoints and offsets into the transaction -> commit (which waits for the copies), or rewind if it aborted."""
+        """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
         assert self.transactions is not None
-        self._raise_bases_to_asked_ends()
+        self.copies.flush(FLUSH_TIMEOUT_S)
+        self.bases.raise_if_due(len(self.copies))
         changed = self._changed_checkpoints(None, between_batches=not final)
 
         def write_checkpoints(producer: Producer) -> None:
@@ -241,52 +237,6 @@ class CheckpointedConsumer:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
 
-    def _raise_bases_if_due(self) -> None:
-        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
-
-        So a checkpoint's ``scan_from`` keeps up with the targets even where this
-        instance copies nothing, and a take-over scans ~30 s of copies, not their history.
-        """
-        if time.monotonic() - self._bases_raised < RAISE_BASES_INTERVAL_S or len(self.copies):
-            return
-        self._bases_raised = time.monotonic()
-        self._raise_bases(listed_ends(self.consumer, self._targets()))
-
-    def _raise_bases_to_asked_ends(self) -> None:
-        """With transactions, at each commit: raise the bases to the targets' ends asked for at the previous
-        commit, and ask again, without waiting.
-
-        A transaction's copies report no offsets (:mod:`runtime.routing`), so
-        the ledger cannot bound them. A copy below such an end was made in a
-        transaction whose checkpoint covers its source, or in one that aborted;
-        every later copy lies beyond it. A take-over scans about one interval of copies.
-        """
-        asked = self._ends_asked
-        if asked is not None and all(future.done() for future in asked.values()):
-            ends = {}
-            for tp, future in asked.items():
-                try:
-                    ends[(tp.topic, tp.partition)] = future.result().offset
-                except KafkaException:
-                    continue
-            self._raise_bases({target: end for target, end in ends.items() if end >= 0})
-            asked = None
-        targets = self._targets()
-        if asked is None and targets:
-            if self._admin is None:
-                self._admin = self.clients.admin()
-            asked = self._admin.list_offsets({TopicPartition(*target): OffsetSpec.latest() for target in targets},
-                                             request_timeout=15)
-        self._ends_asked = asked
-
-    def _targets(self) -> list[Partition]:
-        return list({target for base in self._bases.values() for target in base})
-
-    def _raise_bases(self, ends: dict[Partition, int]) -> None:
-        for base in self._bases.values():
-            for target, end in ends.items():
-                base[target] = max(base.get(target, 0), end)
-
     def _changed_checkpoints(self, partitions: Optional[set[Partition]],
                              between_batches: bool) -> list[tuple[Partition, Checkpoint]]:
         """The checkpoint of each owned partition (of ``partitions``, if given) that differs from the last one written.
@@ -296,7 +246,7 @@ class CheckpointedConsumer:
         assert self.role is not None
         changed = []
         fetched_to = self._fetch_positions() if between_batches else {}
-        for partition in self._bases:
+        for partition in self.bases.of:
             if partitions is not None and partition not in partitions:
                 continue
             position = self.tracker.position(partition)
@@ -305,7 +255,7 @@ class CheckpointedConsumer:
             if self.tracker.pending(partition) == 0:
                 # Past the transaction markers after the last record (offsets no record has), so lag reads 0.
                 position = max(position, fetched_to.get(partition, position))
-            scan_from = self.ledger.scan_from(partition, position, self._bases[partition])
+            scan_from = self.ledger.scan_from(partition, position, self.bases.of[partition])
             checkpoint = Checkpoint(position, {target_name(*t): o for t, o in scan_from.items()}, self.role.snapshot(partition))
             if checkpoint != self._saved.get(partition):
                 changed.append((partition, checkpoint))
@@ -314,7 +264,7 @@ class CheckpointedConsumer:
     def _fetch_positions(self) -> dict[Partition, int]:
         """The consumer's position in each owned partition: after the last record handed out and any markers behind it."""
         try:
-            positions = self.consumer.position([TopicPartition(topic, partition) for topic, partition in self._bases])
+            positions = self.consumer.position([TopicPartition(topic, partition) for topic, partition in self.bases.of])
         except KafkaException:
             return {}
         return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
@@ -344,7 +294,7 @@ class CheckpointedConsumer:
             log.warning("Checkpoint of %s[%d] not stored (%s); writing it again", commit.topic, commit.partition, err.str())
             self._saved.pop((commit.topic, commit.partition), None)
             return
-        if (commit.topic, commit.partition) in self._bases:
+        if (commit.topic, commit.partition) in self.bases.of:
             self._commit([commit], asynchronous=True)
 
     def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
@@ -363,7 +313,7 @@ class CheckpointedConsumer:
         return dict(self._published)
 
     def owned(self) -> list[Partition]:
-        return list(self._bases)
+        return list(self.bases.of)
 
     def close(self) -> None:
         """Flush, checkpoint and commit what is done, then leave the group: in that order."""
@@ -381,7 +331,7 @@ class CheckpointedConsumer:
         if self.role is not None:
             self.role.forget(partitions)
         for partition in partitions:
-            self._bases.pop(partition, None)
+            self.bases.of.pop(partition, None)
             self._saved.pop(partition, None)
             self._published.pop(partition, None)
         self.copied_before.forget(partitions)

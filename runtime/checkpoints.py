@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from runtime.clients import Clients
+from runtime.clients import Clients, patiently
 from runtime.reading import partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
+
+# A committed transaction's markers reach every partition within moments; past this a checkpoint is taken as it is.
+MARKERS_WAIT_S = 10.0
 
 
 def checkpoint_prefix(group: str, topic: str) -> str:
@@ -103,6 +107,33 @@ class CheckpointStore:
             else:
                 self._latest[key] = checkpoint
         return dict(self._latest)
+
+    def load_committed(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[str, Checkpoint]:
+        """:meth:`load`, once every transaction that committed offsets of ``partitions`` has ended (KIP-447).
+
+        With exactly-once, a previous owner's last transaction may still be
+        committing when its partitions move (a stall, a broker failover): read
+        before its markers, this topic shows the checkpoint before it, and the
+        records it covered would be copied again. The group's committed offsets
+        (``consumer.committed`` under read_committed waits out pending
+        transactional offsets) say where each committed checkpoint is; the
+        topic is read again until it shows them.
+        """
+        committed = patiently(lambda: consumer.committed([TopicPartition(*p) for p in partitions], timeout=30),
+                              self.clients.status, "fetch the group's committed offsets") or []
+        expected = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+        deadline = time.monotonic() + MARKERS_WAIT_S
+        while True:
+            known = self.load()
+            behind = [p for p, offset in expected.items()
+                      if getattr(known.get(checkpoint_key(self.group, *p)), "next_offset", -1) < offset]
+            if not behind or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # poll: the transaction's markers reach this topic moments after its offsets
+        for topic, partition in behind:
+            log.warning("%s[%d]: committed offset %d is beyond its checkpoint; resuming from the checkpoint",
+                        topic, partition, expected[(topic, partition)])
+        return known
 
     def save(
         self, producer: Producer, topic: str, partition: int, checkpoint: Checkpoint,

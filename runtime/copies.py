@@ -9,6 +9,7 @@ This holds on any broker: it needs neither transactions nor commit metadata.
 
 from __future__ import annotations
 
+import time
 from typing import Iterable, Optional
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -20,6 +21,7 @@ from runtime.reading import read_to_end
 
 
 Copies = dict[Partition, dict[int, tuple[str, int, int]]]
+RAISE_BASES_INTERVAL_S = 30.0
 
 
 def find_copies(
@@ -128,3 +130,35 @@ class CopyLedger:
     def forget(self, sources: Iterable[Partition]) -> None:
         for source in sources:
             self._beyond.pop(source, None)
+
+
+class ScanBases:
+    """Per owned source partition, per target partition: an offset after which every later copy lies.
+
+    A checkpoint's ``scan_from`` starts there (:meth:`CopyLedger.scan_from`);
+    raising the bases as the targets grow keeps a take-over's scan short
+    where the ledger knows no copy of the partition.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.of: dict[Partition, dict[Partition, int]] = {}  # owned source partition -> its bases
+        self._raised = time.monotonic()
+
+    def raise_if_due(self, copies_in_flight: int) -> None:
+        """Every ~30 s, with no copy in flight: later copies lie beyond the targets' current ends.
+
+        A copy in flight might land below them; one acknowledged is in the ledger if its source is not yet applied.
+        """
+        if time.monotonic() - self._raised < RAISE_BASES_INTERVAL_S or copies_in_flight:
+            return
+        self._raised = time.monotonic()
+        self._raise(listed_ends(self.consumer, self._targets()))
+
+    def _targets(self) -> list[Partition]:
+        return list({target for base in self.of.values() for target in base})
+
+    def _raise(self, ends: dict[Partition, int]) -> None:
+        for base in self.of.values():
+            for target, end in ends.items():
+                base[target] = max(base.get(target, 0), end)

@@ -54,7 +54,7 @@ def consume(wiring: Wiring, handler: Handler, observer: Observer, stop: StopFlag
     backpressure = Backpressure(consumer, copies, wiring.settings.max_copies_in_flight)
     checkpointed.subscribe(list(wiring.plan.sources), handler)
     try:
-        wiring.start_transactions()                                  # while the group join runs
+        wiring.start_transactions(lambda: stop.requested)            # while the group join runs
         while not stop.requested:
             batch = next_batch(consumer, wiring.settings.batch_size,
                                0 if backpressure.paused else handler.poll_timeout_s())     # poll

@@ -4,10 +4,10 @@ The source record's offset may be committed only once its copy is acknowledged
 by the broker: the delivery report calls ``on_acked(source, copy)`` with the
 (topic, partition, offset) of both. A copy that fails delivery is never
 produced again (the first may have been stored after all): the script stops,
-and the restart finds which copies landed. In a transaction no copy waits for
-its report: the commit fails if any copy failed, so the source is done once
-its copy is produced (``on_acked(source, None)``), the producer reports
-failures only, and a failed transaction aborts and the consumer rewinds. Key and value are passed through byte for
+and the restart finds which copies landed; in a transaction, the transaction
+aborts and the consumer rewinds. The copy's offset from the report is what
+lets a checkpoint say where copies of records beyond it lie
+(:class:`runtime.copies.CopyLedger`), in both guarantees. Key and value are passed through byte for
 byte; the headers come from the caller's recipe, and every copy names its
 source (:mod:`runtime.provenance`). The one exception: a value too large for
 the target topic goes to the dead-letter topic as a stub without its value,
@@ -31,7 +31,7 @@ from runtime.provenance import Headers, Source, source_headers, with_source
 
 log = logging.getLogger(__name__)
 
-AckCallback = Callable[[Source, Optional[Source]], None]  # (source, copy; None in a transaction)
+AckCallback = Callable[[Source, Source], None]  # (source, copy)
 # Copies carry any record another producer could write; the broker's own limit then decides.
 ROUTED_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
 COPY_PRODUCER_DEFAULTS = {"linger.ms": 5, "message.max.bytes": ROUTED_MESSAGE_MAX_BYTES}
@@ -151,8 +151,6 @@ class Router:
         report = partial(self._report, topic, key, value, headers, source)
         try:
             produce_patiently(self.producer, topic, key=key, value=value, headers=headers, on_delivery=report)
-            if limit is not None:
-                self.on_acked(source, None)  # in the transaction: its commit fails if this copy does
         except KafkaException as exc:
             if is_refusal(exc.args[0]):  # the producer knows the topic refused from its metadata
                 self.status.refuse(denied(exc.args[0], self.status.principal, "Write", topic))
@@ -172,8 +170,6 @@ class Router:
         report = partial(self._report, self.dead_letter_topic, key, None, stub_headers, source)
         produce_patiently(self.producer, self.dead_letter_topic, key=key, value=None, headers=stub_headers,
                           on_delivery=report)
-        if self.transaction_max_bytes is not None:
-            self.on_acked(source, None)
 
     def _delivered(
         self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Headers, source: Source,

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_S = 30.0
 OFFSETS_DEADLINE_S = TRANSACTION_TIMEOUT_S + 5
 COMMIT_ATTEMPTS = 3
+INIT_ATTEMPT_S = 5.0  # init_transactions resumes where a timed-out call left off
 # A broker with a transaction coordinator reports the settings of its transaction state log.
 _COORDINATOR_SETTING = "transaction.state.log.replication.factor"
 
@@ -108,6 +109,7 @@ class Transactions:
         self.on_renewed: list[Callable[[Producer], None]] = []
         self.generation = 0
         self.void: Optional[KafkaError] = None  # the fatal error of the current producer, reported by its callback
+        self.begun = False  # a stop request may come before the first transaction opens: then nothing is to commit
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -116,20 +118,25 @@ class Transactions:
         generation = self.generation
         return self.new_producer(lambda error: self._failed_for_good(generation, error))
 
-    def begin(self) -> None:
-        """Initialise transactions for this transactional.id (fencing any earlier producer of it) and open the first.
+    def begin(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Initialise transactions for this transactional.id (fencing any earlier producer of it) and open the first;
+        False if asked to stop first.
 
         A script calls it once its consumer has subscribed: the group join then runs while this waits for the
-        transaction coordinator.
+        transaction coordinator, in short attempts, so that a stop request during a coordinator failover is heard.
         """
         producer = self.producer
         try:
-            patiently(lambda: producer.init_transactions(TRANSACTION_TIMEOUT_S), self.status, "initialise transactions")
+            if patiently(lambda: producer.init_transactions(INIT_ATTEMPT_S) or True, self.status,
+                         "initialise transactions", should_stop) is None:
+                return False
         except KafkaException as exc:
             if is_refusal(exc.args[0]):
                 raise denied(exc.args[0], self.status.principal, "Write", self.transactional_id) from None
             raise
         producer.begin_transaction()
+        self.begun = True
+        return True
 
     def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:
         """Produce with ``write_last`` (the checkpoints), then commit them, what was produced before, and ``offsets``.
@@ -178,6 +185,8 @@ class Transactions:
 
     def abort(self, why: str) -> None:
         """Discard every copy, checkpoint and offset of the open transaction, and open the next."""
+        if not self.begun:
+            return
         log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
         try:
             self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
@@ -224,6 +233,8 @@ class Transactions:
 
     def close(self) -> None:
         """Abort what the last commit did not take (after a failed final checkpoint)."""
+        if not self.begun:
+            return
         try:
             self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
         except KafkaException as exc:

@@ -56,14 +56,25 @@ class Wiring:
     def copies(self) -> Copies:
         return self.checkpointed.copies
 
-    def start_transactions(self) -> None:
-        """With exactly-once: initialise the transactional producer (after subscribing, so the join runs meanwhile)."""
+    def start_transactions(self, should_stop: Callable[[], bool]) -> None:
+        """With exactly-once: initialise the transactional producer (after subscribing, so the join runs meanwhile);
+        a stop request meanwhile leaves it uninitialised, and the shutdown has nothing to commit."""
         if self.checkpointed.transactions is not None:
-            self.checkpointed.transactions.begin()
+            self.checkpointed.transactions.begin(should_stop)
 
     def close(self) -> None:
         """Flush, checkpoint, commit and leave the group (:meth:`CheckpointedConsumer.close`)."""
         self.checkpointed.close()
+
+
+def copy_producer_config(defaults: Mapping[str, Any],
+                         txn_id: Optional[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Defaults and enforced keys of the producer of copies and checkpoints: transactional with ``txn_id``."""
+    if txn_id is not None:
+        return {**defaults, **TRANSACTION_DEFAULTS}, {**PRODUCER_ENFORCED, "transactional.id": txn_id}
+    # Copies wait out a broker outage (the sources pause: Backpressure); a copy that times out could
+    # only stop the script, since sending it again might duplicate it.
+    return {**defaults, "message.timeout.ms": 0}, dict(PRODUCER_ENFORCED)
 
 
 def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_stop: Callable[[], bool]) -> Optional[Wiring]:
@@ -85,15 +96,7 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     if protocol is None:
         return None
     transactional = guarantee == EXACTLY_ONCE
-    if transactional:
-        # Failures only: a transaction's commit waits for every copy, and fails if one failed (runtime.routing).
-        producer_defaults = {**plan.producer_defaults, **TRANSACTION_DEFAULTS, "delivery.report.only.error": True}
-        producer_enforced = {**PRODUCER_ENFORCED, "transactional.id": txn_id}
-    else:
-        # Copies wait out a broker outage (the sources pause: Backpressure); a copy that times out could
-        # only stop the script, since sending it again might duplicate it.
-        producer_defaults = {**plan.producer_defaults, "message.timeout.ms": 0}
-        producer_enforced = PRODUCER_ENFORCED
+    producer_defaults, producer_enforced = copy_producer_config(plan.producer_defaults, txn_id if transactional else None)
     consumer = clients.consumer(plan.consumer_defaults,
                                 {**CONSUMER_ENFORCED, "group.id": settings.group_id, "group.protocol": protocol[0]},
                                 without=consumer_settings_left_out(protocol[0], kafka.properties))
