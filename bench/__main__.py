@@ -35,10 +35,11 @@ from bench.pipeline_runs import (
 )
 from bench.report import Figure, histogram_quantile, percentile, plot, ratio, table
 from devbroker import ENGINE_NAMES, ENGINES, dev_broker, free_port
-from runtime.clients import DRAINING_CONSUMER_DEFAULTS, RETRY_TOPIC_CONFIG
+from runtime.clients import DRAINING_CONSUMER_DEFAULTS
 from runtime.logs import setup_logging
 from runtime.metrics import LATENCY_BUCKETS
 from runtime.reading import next_batch
+from runtime.topics import RETRY_TOPIC_CONFIG
 from runtime.wiring import CONSUMER_ENFORCED
 
 log = logging.getLogger("bench")

@@ -32,7 +32,7 @@ from domain.headers import dead_letter_headers, retry_headers, too_large_headers
 from domain.order import RETRY, Verdict, attempt_of, evaluate
 from runtime import metrics
 from runtime.cli import run
-from runtime.clients import DRAINING_CONSUMER_DEFAULTS, RETRY_TOPIC_CONFIG
+from runtime.clients import DRAINING_CONSUMER_DEFAULTS
 from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import setup_logging
 from runtime.loop import consume
@@ -40,6 +40,7 @@ from runtime.offsets import OffsetTracker, Partition
 from runtime.provenance import Source
 from runtime.routing import Copies, now_ms
 from runtime.shutdown import StopFlag
+from runtime.topics import RETRY_TOPIC_CONFIG
 from runtime.wiring import Plan, wire
 
 log = logging.getLogger("main-consumer")

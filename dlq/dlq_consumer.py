@@ -24,10 +24,11 @@ from dlq.replay import ReplayRequest, replay, show
 from domain.codecs import Codec
 from domain.dead_letters import ReplaySelection, dlq_reason, parse_time_ms
 from runtime.cli import run
-from runtime.clients import Clients, ensure_topics, guarded
+from runtime.clients import Clients, guarded
 from runtime.logs import setup_logging
 from runtime.metrics import serve
 from runtime.shutdown import StopFlag
+from runtime.topics import ensure_topics
 
 log = logging.getLogger("dlq-consumer")
 

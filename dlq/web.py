@@ -27,10 +27,11 @@ from dlq.console import Console, build_app
 from dlq.index import DeadLetterIndex
 from dlq.replay import ReplayReport, ReplayRequest, replay
 from runtime.cli import run
-from runtime.clients import Clients, ensure_topics
+from runtime.clients import Clients
 from runtime.errors import PipelineError
 from runtime.logs import setup_logging
 from runtime.shutdown import StopFlag
+from runtime.topics import ensure_topics
 
 log = logging.getLogger("dlq-console")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Generic, Hashable, Iterable, Optional, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Hashable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from domain.backoff import BackoffPolicy
 from domain.headers import (
@@ -20,6 +21,29 @@ from domain.headers import (
 
 Item = TypeVar("Item")
 Partition = Hashable  # whatever the caller keys its partitions by
+
+
+@dataclass
+class ForwardedCounts:
+    """What the retry consumer forwarded from one partition: re-driven, and dead-lettered out of retries."""
+
+    redriven: int = 0
+    dead_lettered: int = 0
+
+    @classmethod
+    def of(cls, state: Optional[Mapping[str, Any]]) -> "ForwardedCounts":
+        """From a checkpoint's state (none: a partition never checkpointed)."""
+        return cls(int((state or {}).get("redriven", 0)), int((state or {}).get("dead_lettered", 0)))
+
+    def state(self) -> dict[str, int]:
+        """What a checkpoint stores of it."""
+        return {"redriven": self.redriven, "dead_lettered": self.dead_lettered}
+
+    def count(self, to_dlq: bool) -> None:
+        if to_dlq:
+            self.dead_lettered += 1
+        else:
+            self.redriven += 1
 
 
 def due_time_ms(

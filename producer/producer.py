@@ -22,12 +22,13 @@ from app import settings as flags
 from app.settings import env, non_negative_float, probability
 from domain.codecs import AVRO, Codec
 from runtime.cli import run
-from runtime.clients import PRODUCER_ENFORCED, Clients, ensure_topics
+from runtime.clients import PRODUCER_ENFORCED, Clients
 from runtime.metrics import CounterSync, serve
 from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog, setup_logging
 from runtime.routing import produce_patiently
 from runtime.shutdown import StopFlag
+from runtime.topics import ensure_topics
 from producer.orders import poison_record, random_order
 
 log = logging.getLogger("producer")

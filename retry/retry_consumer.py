@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -24,11 +23,11 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from app import settings as flags
 from app.settings import env, positive_int
 from domain.headers import REASON_EXHAUSTED, dead_letter_headers, get_retry_count, too_large_headers
-from domain.retry import RetrySchedule, due_time_ms, exhausted_failure
+from domain.retry import ForwardedCounts, RetrySchedule, due_time_ms, exhausted_failure
 from retry.figures import RetryFigures
 from runtime import metrics
 from runtime.cli import run
-from runtime.clients import RETRY_TOPIC_CONFIG
+from runtime.topics import RETRY_TOPIC_CONFIG
 from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog, setup_logging
 from runtime.loop import consume
@@ -56,12 +55,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@dataclass
-class PartitionCounts:
-    redriven: int = 0
-    dead_lettered: int = 0
-
-
 class RetryHandler:
     """The waiting records and, per partition of the retry topic, what was forwarded."""
 
@@ -71,7 +64,7 @@ class RetryHandler:
         self.retries, self.max_waiting = retries, max_waiting
         self.schedule: RetrySchedule[Message] = RetrySchedule()
         self.held: set[Partition] = set()  # paused: too many records waiting
-        self.counts: dict[Partition, PartitionCounts] = {}
+        self.counts: dict[Partition, ForwardedCounts] = {}
         self.redriven = self.dead_lettered = self.max_lateness_ms = 0
         self.lateness_ms: list[int] = []  # of re-drives not yet observed by the figures
         self.events = EventLog(log, self._summary_line)
@@ -120,12 +113,10 @@ class RetryHandler:
             log.info("Resumed %s[%d]", *partition)
 
     def _count(self, partition: Partition, to_dlq: bool) -> None:
-        counts = self.counts[partition]
+        self.counts[partition].count(to_dlq)
         if to_dlq:
-            counts.dead_lettered += 1
             self.dead_lettered += 1
         else:
-            counts.redriven += 1
             self.redriven += 1
 
     def _summary_line(self, elapsed: float) -> str:
@@ -139,20 +130,14 @@ class RetryHandler:
 
     # PartitionRole: what was forwarded, per partition, survives restarts
     def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
-        self.counts[partition] = PartitionCounts(int((state or {}).get("redriven", 0)),
-                                                 int((state or {}).get("dead_lettered", 0)))
+        self.counts[partition] = ForwardedCounts.of(state)
 
     def already_copied(self, partition: Partition, copy: Source) -> None:
         """Counted in the partition's checkpoint, not as this instance's work."""
-        counts = self.counts[partition]
-        if copy[0] == self.topics.dlq:
-            counts.dead_lettered += 1
-        else:
-            counts.redriven += 1
+        self.counts[partition].count(to_dlq=copy[0] == self.topics.dlq)
 
     def snapshot(self, partition: Partition) -> dict[str, Any]:
-        counts = self.counts[partition]
-        return {"redriven": counts.redriven, "dead_lettered": counts.dead_lettered}
+        return self.counts[partition].state()
 
     def forget(self, partitions: set[Partition]) -> None:
         """Drop waiting records of revoked partitions: their new owner reads them again."""

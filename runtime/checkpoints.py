@@ -131,8 +131,8 @@ class CheckpointStore:
                 break
             time.sleep(0.05)  # poll: the transaction's markers reach this topic moments after its offsets
         for topic, partition in behind:
-            log.warning("%s[%d]: committed offset %d is beyond its checkpoint; resuming from the checkpoint",
-                        topic, partition, expected[(topic, partition)])
+            log.warning("%s[%d]: no checkpoint at the committed offset %d within %.0f s; resuming from the one shown",
+                        topic, partition, expected[(topic, partition)], MARKERS_WAIT_S)
         return known
 
     def save(

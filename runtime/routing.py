@@ -113,6 +113,7 @@ class Router:
         self.too_large = too_large
         self.on_acked = on_acked
         self.transaction_max_bytes = transaction_max_bytes
+        self.in_transaction = transaction_max_bytes is not None
         self._report = guarded(status, self._delivered)  # each copy's delivery report: this, its details bound
 
     def __len__(self) -> int:
@@ -155,7 +156,7 @@ class Router:
             if is_refusal(exc.args[0]):  # the producer knows the topic refused from its metadata
                 self.status.refuse(denied(exc.args[0], self.status.principal, "Write", topic))
                 self.status.check()  # in the loop's thread, not a callback: stop with the refusal's line
-            if self.transaction_max_bytes is not None and exc.args[0].code() not in _TOO_LARGE:
+            if self.in_transaction and exc.args[0].code() not in _TOO_LARGE:
                 return  # the transaction failed already: its commit aborts it (or renews the producer) and rewinds
             if exc.args[0].code() not in _TOO_LARGE:
                 raise
@@ -180,7 +181,7 @@ class Router:
             return
         if is_refusal(err):
             self.status.refuse(denied(err, self.status.principal, "Write", topic))
-        if self.transaction_max_bytes is not None:
+        if self.in_transaction:
             log.debug("Copy of %s[%d]@%d not delivered (%s); its transaction aborts", *source, err.str())
             return
         if err.code() in _TOO_LARGE and value is not None:

@@ -14,12 +14,11 @@ from confluent_kafka import Consumer
 
 from runtime.checkpointed import CheckpointedConsumer
 from runtime.checkpoints import CheckpointStore
-from runtime.clients import (
-    GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, ensure_stats_topic, ensure_topics, max_message_bytes, patiently,
-)
+from runtime.clients import GROUP_CONSUMER_DEFAULTS, PRODUCER_ENFORCED, Clients, patiently
 from runtime.group_protocol import consumer_settings_left_out, resolve_group_protocol
 from runtime.routing import COPY_PRODUCER_DEFAULTS, AckCallback, Copies, Router, TooLargeRecipe
 from runtime.settings import EXACTLY_ONCE, ConsumerSettings, KafkaSettings
+from runtime.topics import ensure_stats_topic, ensure_topics, max_message_bytes
 from runtime.transactions import TRANSACTION_DEFAULTS, Transactions, resolve_guarantee, transactional_id
 
 CONSUMER_ENFORCED = {"enable.auto.commit": False, "enable.auto.offset.store": False, "isolation.level": "read_committed"}

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import BrokerError
-from runtime.clients import RETRY_TOPIC_CONFIG
+from runtime.topics import RETRY_TOPIC_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_PROPERTIES = ROOT / "dev.properties"

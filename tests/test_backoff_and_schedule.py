@@ -4,7 +4,7 @@ import pytest
 
 from domain.backoff import BackoffPolicy
 from domain.headers import LAST_FAILURE, RETRY_DUE
-from domain.retry import RetrySchedule, due_time_ms
+from domain.retry import ForwardedCounts, RetrySchedule, due_time_ms
 
 
 def test_plain_schedule_is_1_2_4_capped():
@@ -63,3 +63,11 @@ def test_schedule_fires_earliest_first_across_partitions_and_never_early():
     assert schedule.waiting(("t", 0)) == 1 and schedule.waiting(("t", 1)) == 0
     schedule.forget([("t", 0)])
     assert len(schedule) == 0 and schedule.next_due_ms() is None
+
+
+def test_forwarded_counts_survive_a_checkpoint_and_start_at_zero_without_one():
+    counts = ForwardedCounts.of(None)
+    for to_dlq in (False, False, True):
+        counts.count(to_dlq)
+    assert counts.state() == {"redriven": 2, "dead_lettered": 1}
+    assert ForwardedCounts.of(counts.state()) == counts

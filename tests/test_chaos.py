@@ -20,7 +20,7 @@ from avro_utils import AvroDecodeError, avro_deserialize
 from devbroker import BrokerError, KafkaCluster, free_port
 from domain.errors import ValidationError
 from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT
-from runtime.clients import RETRY_TOPIC_CONFIG
+from runtime.topics import RETRY_TOPIC_CONFIG
 from runtime.provenance import SOURCE_TOPIC
 from runtime.transactions import TRANSACTION_DEFAULTS
 from domain.order import validate_order

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import BrokerError, KafkaCluster, ScramUsers, free_port
 from devbroker.secure import revoke
-from runtime.clients import RETRY_TOPIC_CONFIG, STATS_TOPIC_CONFIG
+from runtime.topics import RETRY_TOPIC_CONFIG, STATS_TOPIC_CONFIG
 from tests.conftest import engines_under_test
 from tests.kafka_helpers import DEV_PROPERTIES, ScriptRunner, Topics, engine_unavailable, read_all, read_json
 from tests.pipeline_expectations import expected_outcome, write_foreign_orders
