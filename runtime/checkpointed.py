@@ -218,7 +218,9 @@ class CheckpointedConsumer:
     def _commit_transaction(self, final: bool) -> None:
         """Copies acknowledged -> checkpoints and offsets into the transaction -> commit, or rewind if it aborted."""
         assert self.transactions is not None
-        self.copies.flush(FLUSH_TIMEOUT_S)
+        if not self.transactions.flush():
+            self._after_abort()
+            return
         self.bases.raise_if_due(len(self.copies))
         changed = self._changed_checkpoints(None, between_batches=not final)
 
@@ -228,14 +230,17 @@ class CheckpointedConsumer:
 
         offsets = [TopicPartition(topic, partition, checkpoint.next_offset) for (topic, partition), checkpoint in changed]
         if not self.transactions.commit(write_checkpoints, offsets):
-            if self._closing:  # no rewind: the next owner resumes from the last committed checkpoints
-                log.warning("The final transaction aborted; the next owner resumes from the last committed checkpoints")
-            else:
-                self._rewind()  # every owned partition: the aborted transaction held the progress of them all
+            self._after_abort()
             return
         for partition, checkpoint in changed:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
+
+    def _after_abort(self) -> None:
+        if self._closing:  # no rewind: the next owner resumes from the last committed checkpoints
+            log.warning("The final transaction aborted; the next owner resumes from the last committed checkpoints")
+        else:
+            self._rewind()  # every owned partition: the aborted transaction held the progress of them all
 
     def _changed_checkpoints(self, partitions: Optional[set[Partition]],
                              between_batches: bool) -> list[tuple[Partition, Checkpoint]]:

@@ -93,7 +93,7 @@ class Transactions:
 
     A producer fenced or failed for good (its transaction timed out on the
     coordinator during a stall or a broker outage), wherever librdkafka reports
-    it (its error callback, ``produce``, commit, abort), is replaced at the next
+    it (its error callback, ``produce``, ``flush``, commit, abort), is replaced at the next
     commit by a new one with the same transactional.id, and the users of the
     old one are told (``on_renewed``); the caller rewinds.
     """
@@ -136,6 +136,19 @@ class Transactions:
             raise
         producer.begin_transaction()
         self.begun = True
+        return True
+
+    def flush(self) -> bool:
+        """Wait for every copy's acknowledgement; False if the transaction failed meanwhile (aborted, or the
+        producer renewed): the caller rewinds."""
+        try:
+            self.producer.flush(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            self._failed(exc.args[0], "the copies could not be flushed")
+            return False
+        except SystemError:  # confluent-kafka 2.16.1 raises a fenced producer's fatal error from flush() this way
+            self._renew(self.void, "the copies could not be flushed")
+            return False
         return True
 
     def commit(self, write_last: Callable[[Producer], None], offsets: list[TopicPartition]) -> bool:

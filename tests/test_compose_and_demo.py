@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -44,9 +46,11 @@ def test_compose_times_consumer_groups_as_the_suite_does():
 
 
 def _free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
+    """The first of ``count`` consecutive free ports, below the ephemeral range: there no client connection
+    made meanwhile (the broker's, the scripts') can take one before its script binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        base = free_port()
+        base = random.randrange(10_000, low - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as probe:
@@ -62,7 +66,8 @@ def test_demo_shows_all_three_paths_and_leaves_nothing_behind(tmp_path, engine: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
     log_path = tmp_path / "demo.log"
-    metrics_base, console_port = _free_port_run(4), free_port()
+    metrics_base = _free_port_run(5)
+    console_port = metrics_base + 4
     with log_path.open("w") as log:
         demo = subprocess.Popen(
             [sys.executable, "-m", "demo", "--engine", engine, "--rate", "10", "--invalid-rate", "0.1", "--state-dir", str(tmp_path),
