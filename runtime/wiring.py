@@ -91,10 +91,10 @@ def wire(kafka: KafkaSettings, settings: ConsumerSettings, plan: Plan, should_st
     if resolved is None:
         return None
     guarantee, why = resolved
-    protocol = resolve_group_protocol(settings.group_protocol, clients, should_stop)
+    transactional = guarantee == EXACTLY_ONCE
+    protocol = resolve_group_protocol(settings.group_protocol, clients, should_stop, transactional)
     if protocol is None:
         return None
-    transactional = guarantee == EXACTLY_ONCE
     producer_defaults, producer_enforced = copy_producer_config(plan.producer_defaults, txn_id if transactional else None)
     consumer = clients.consumer(plan.consumer_defaults,
                                 {**CONSUMER_ENFORCED, "group.id": settings.group_id, "group.protocol": protocol[0]},

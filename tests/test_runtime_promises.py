@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 FAST_BACKOFF = ["--backoff-base", "0.2", "--backoff-factor", "2", "--backoff-max", "0.8"]
 AUTO_CHOICE = {
     "kafka": "exactly-once (auto: the broker has a transaction coordinator); "
-             "group protocol consumer (auto: the broker offers KIP-848's consumer protocol)",
+             "group protocol classic (auto: with exactly-once, whose commits the classic protocol's generations fence)",
     "tansu": "at-least-once (auto: the broker reports no transaction coordinator); "
              "group protocol classic (auto: the broker offers the classic protocol only)",
 }
@@ -42,7 +42,7 @@ def test_auto_chooses_the_guarantee_and_group_protocol_per_broker_and_says_why(
     if engine == "kafka":  # the broker's own account of the group, beside our log line (Tansu calls every group
         admin = AdminClient({"bootstrap.servers": bootstrap})  # "consumer", whichever protocol it speaks)
         [future] = admin.describe_consumer_groups([group]).values()
-        assert future.result(30).type == ConsumerGroupType.CONSUMER
+        assert future.result(30).type == ConsumerGroupType.CLASSIC
     assert main.stop() == 0 and retry.stop() == 0
     runner.assert_healthy()
 
