@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from runtime.clients import Clients, guarded
+from runtime.clients import Clients, guarded, patiently
 from runtime.copies import CopiedBefore, CopyLedger, ScanBases, find_copies
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
@@ -128,11 +128,12 @@ class CheckpointedConsumer:
         if not partitions:
             return {}
         started = time.monotonic()
-        known = (self.store.load_committed(self.consumer, partitions) if self.transactions is not None
-                 else self.store.load())
+        # With exactly-once the checkpoints must show the group's committed offsets (KIP-447: see load_showing).
+        committed = self._committed(partitions) if self.transactions is not None else None
+        known = self.store.load_showing(committed) if committed is not None else self.store.load()
         checkpoints = {p: known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
         fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
-        starts = self._fresh_starts(fresh) if fresh else {}
+        starts = self._fresh_starts(fresh, committed) if fresh else {}
         for partition, checkpoint in checkpoints.items():
             if checkpoint is not None:
                 starts[partition] = checkpoint.next_offset
@@ -161,12 +162,22 @@ class CheckpointedConsumer:
                  time.monotonic() - started)
         return starts
 
-    def _fresh_starts(self, partitions: list[Partition]) -> dict[Partition, int]:
-        """Where partitions without a checkpoint start: their beginning, or the group's committed offset."""
+    def _fresh_starts(self, partitions: list[Partition],
+                      committed: Optional[dict[Partition, int]]) -> dict[Partition, int]:
+        """Where partitions without a checkpoint start: their beginning, or the group's committed offset (fetched
+        here unless the take-over already did)."""
         if not self.fresh_from_committed:
             return {partition: 0 for partition in partitions}
-        committed = self.consumer.committed([TopicPartition(*p) for p in partitions], timeout=30)
-        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+        if committed is None:
+            committed = self._committed(partitions)
+        return {partition: max(committed.get(partition, -1), 0) for partition in partitions}
+
+    def _committed(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """The group's committed offsets (negative where none). Under read_committed, librdkafka fetches them once
+        every transaction that committed some has ended (KIP-447)."""
+        committed = patiently(lambda: self.consumer.committed([TopicPartition(*p) for p in partitions], timeout=30),
+                              self.clients.status, "fetch the group's committed offsets") or []
+        return {(tp.topic, tp.partition): tp.offset for tp in committed}
 
     def not_copied_before(self, records: list[Message]) -> list[Message]:
         """``records`` less those whose copy a previous owner made after its checkpoint: they are done."""

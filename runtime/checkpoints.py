@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
-from runtime.clients import Clients, patiently
+from runtime.clients import Clients
 from runtime.reading import partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
@@ -108,20 +108,17 @@ class CheckpointStore:
                 self._latest[key] = checkpoint
         return dict(self._latest)
 
-    def load_committed(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[str, Checkpoint]:
-        """:meth:`load`, once every transaction that committed offsets of ``partitions`` has ended (KIP-447).
+    def load_showing(self, committed: dict[tuple[str, int], int]) -> dict[str, Checkpoint]:
+        """:meth:`load`, read again until each partition's checkpoint is at its ``committed`` offset (negative: none).
 
         With exactly-once, a previous owner's last transaction may still be
         committing when its partitions move (a stall, a broker failover): read
         before its markers, this topic shows the checkpoint before it, and the
-        records it covered would be copied again. The group's committed offsets
-        (``consumer.committed`` under read_committed waits out pending
-        transactional offsets) say where each committed checkpoint is; the
-        topic is read again until it shows them.
+        records it covered would be copied again. The group's committed
+        offsets, fetched under read_committed once that transaction ended
+        (KIP-447), say where each committed checkpoint is.
         """
-        committed = patiently(lambda: consumer.committed([TopicPartition(*p) for p in partitions], timeout=30),
-                              self.clients.status, "fetch the group's committed offsets") or []
-        expected = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+        expected = {partition: offset for partition, offset in committed.items() if offset >= 0}
         deadline = time.monotonic() + MARKERS_WAIT_S
         while True:
             known = self.load()

@@ -113,11 +113,14 @@ class Router:
         self.too_large = too_large
         self.on_acked = on_acked
         self.transaction_max_bytes = transaction_max_bytes
-        self.in_transaction = transaction_max_bytes is not None
         self._report = guarded(status, self._delivered)  # each copy's delivery report: this, its details bound
 
     def __len__(self) -> int:
         return len(self.producer)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.transaction_max_bytes is not None
 
     def serve(self) -> None:
         self.producer.poll(0)

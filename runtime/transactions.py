@@ -118,9 +118,9 @@ class Transactions:
         generation = self.generation
         return self.new_producer(lambda error: self._failed_for_good(generation, error))
 
-    def begin(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Initialise transactions for this transactional.id (fencing any earlier producer of it) and open the first;
-        False if asked to stop first.
+    def begin(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Initialise transactions for this transactional.id (fencing any earlier producer of it) and open the first,
+        unless asked to stop first (then :attr:`begun` stays False).
 
         A script calls it once its consumer has subscribed: the group join then runs while this waits for the
         transaction coordinator, in short attempts, so that a stop request during a coordinator failover is heard.
@@ -129,14 +129,13 @@ class Transactions:
         try:
             if patiently(lambda: producer.init_transactions(INIT_ATTEMPT_S) or True, self.status,
                          "initialise transactions", should_stop) is None:
-                return False
+                return
         except KafkaException as exc:
             if is_refusal(exc.args[0]):
                 raise denied(exc.args[0], self.status.principal, "Write", self.transactional_id) from None
             raise
         producer.begin_transaction()
         self.begun = True
-        return True
 
     def flush(self) -> bool:
         """Wait for every copy's acknowledgement; False if the transaction failed meanwhile (aborted, or the
