@@ -16,19 +16,32 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ContextManager, Protocol
 
 from bench import limits
+from bench.pipeline_runs import Topics
 from bench.report import Figure, ratio, table
 from devbroker import ENGINE_NAMES
 from domain.codecs import CODECS, Codec
 from producer.orders import random_order
 
-if TYPE_CHECKING:
-    from bench.__main__ import Bench
-
 log = logging.getLogger("bench")
 CODEC_SAMPLE = 100_000
+
+
+class Runs(Protocol):
+    """What the comparison asks of the benchmark (:class:`bench.__main__.Bench`): phases and its runs."""
+
+    bootstrap: str
+
+    def phase(self, name: str) -> ContextManager[None]: ...
+
+    def topics(self, label: str) -> Topics: ...
+
+    def producer(self, count: int, fmt: str = "avro") -> float: ...
+
+    def main_consumer(self, records: list[tuple[bytes, bytes]], fail_rate: float, guarantee: str = "auto",
+                      *extra_args: str, fmt: str = "avro") -> float: ...
 
 
 def codec_times_us(codec: Codec) -> tuple[float, float, float]:
@@ -48,7 +61,7 @@ def _timed(work: Any) -> float:
     return time.perf_counter() - started
 
 
-def compare_formats(bench: "Bench", args: Any) -> int:
+def compare_formats(bench: Runs, args: Any) -> int:
     runs: dict[str, list[float]] = {}
     records = {name: limits.encoded_orders(args.orders, codec=codec) for name, codec in CODECS.items()}
     for _ in range(args.repeats):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 from itertools import groupby
-from typing import Any, Optional
+from typing import Optional
 
 from confluent_kafka import Message
 
@@ -37,7 +37,7 @@ from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import setup_logging
 from runtime.loop import consume
 from runtime.offsets import OffsetTracker, Partition
-from runtime.provenance import Source
+from runtime.partition_role import StatePerPartition
 from runtime.routing import Copies, now_ms
 from runtime.shutdown import StopFlag
 from runtime.topics import RETRY_TOPIC_CONFIG
@@ -62,12 +62,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class MainHandler:
-    """What happens to each record of a batch, and the running average of the partitions this instance owns."""
+class MainHandler(StatePerPartition[PartitionStats]):
+    """What happens to each record of a batch; each owned partition's running average travels in its checkpoint."""
 
     def __init__(self, copies: Copies, tracker: OffsetTracker, topics: flags.Topics, retries: flags.Retries,
                  simulator: FailureSimulator, codec: Codec, framed: Optional[FramedDecoder], average: RunningAverage,
                  events: MainEvents) -> None:
+        super().__init__(average.partitions, PartitionStats.of, lambda stats, topic: stats.count_routed(topic == topics.retry))
         self.copies, self.tracker, self.topics, self.retries = copies, tracker, topics, retries
         self.simulator, self.codec, self.framed = simulator, codec, framed
         self.average, self.events = average, events
@@ -88,21 +89,16 @@ class MainHandler:
                     count, total = count + 1, total + outcome["price"]
                     if lines_left and self.events.wants_line():
                         lines_left -= 1
-                        self._add(stats, count, total)
+                        self.average.add(stats, count, total)
                         count, total = 0, 0.0
                         self.events.processed(outcome, attempt_of(msg.headers()))
                 else:
                     self._route(msg, partition, stats, outcome)  # type: ignore[arg-type]
-            self._add(stats, count, total)
+            self.average.add(stats, count, total)
             self.events.count_unlogged(count)
             if last_offset >= 0:
                 self.tracker.consumed(partition, last_offset)
         self.events.tick()
-
-    def _add(self, stats: PartitionStats, count: int, total: float) -> None:
-        stats.processed += count
-        stats.total += total
-        self.average.processed_here += count
 
     def _route(self, msg: Message, partition: Partition, stats: PartitionStats, verdict: Verdict) -> None:
         """A copy to the retry topic or the DLQ; the record is done once the copy is acknowledged."""
@@ -111,35 +107,17 @@ class MainHandler:
         if verdict.route == RETRY:
             delay_s = self.retries.backoff.delay_s(verdict.attempt)
             self.copies.copy(msg, self.topics.retry, retry_headers, failure, verdict.attempt, now_ms() + int(delay_s * 1000) + 1)
-            stats.retried += 1
+            stats.count_routed(to_retry=True)
             self.average.routing_counts[("retry", failure.stage, failure.error_class)] += 1
             self.events.retried(verdict, delay_s)
         else:
             self.copies.copy(msg, self.topics.dlq, dead_letter_headers, failure, verdict.attempt, verdict.dlq_reason)
-            stats.dead_lettered += 1
+            stats.count_routed(to_retry=False)
             self.average.routing_counts[("dlq", verdict.dlq_reason)] += 1  # type: ignore[index]
             self.events.dead_lettered(msg, verdict)
 
     def poll_timeout_s(self) -> float:
         return 0.5
-
-    # PartitionRole: each partition's running average travels in its checkpoint
-    def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
-        self.average.partitions[partition] = PartitionStats.of(state)
-
-    def already_copied(self, partition: Partition, copy: Source) -> None:
-        stats = self.average.partitions[partition]
-        if copy[0] == self.topics.retry:
-            stats.retried += 1
-        else:
-            stats.dead_lettered += 1
-
-    def snapshot(self, partition: Partition) -> dict[str, Any]:
-        return self.average.partitions[partition].state()
-
-    def forget(self, partitions: set[Partition]) -> None:
-        for partition in partitions:
-            self.average.partitions.pop(partition, None)
 
 
 def _partition_of(msg: Message) -> Partition:

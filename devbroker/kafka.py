@@ -17,15 +17,15 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional, Union
 
 from confluent_kafka.admin import AdminClient
 
 from devbroker.base import BrokerError, brokers_answering, free_port, log, port_open
+from devbroker.kafka_config import LOG4J2_PROPERTIES, KafkaNode, server_properties
 from devbroker.maven import java_command, kafka_version, resolve_jars
-from devbroker.secure import MECHANISM, ScramUsers, app_acl_bindings, grant
+from devbroker.secure import ScramUsers, app_acl_bindings, grant
 from runtime.shutdown import die_with_parent
 
 # KAFKA_JVM_PERFORMANCE_OPTS of bin/kafka-run-class.sh.
@@ -35,23 +35,6 @@ JVM_PERFORMANCE_OPTS = [
 ]
 # bin/kafka-server-start.sh gives 1 GiB; half of it serves a dev node and leaves room for three beside the tests.
 DEFAULT_HEAP_OPTS = "-Xms512m -Xmx512m"
-LOG4J2_PROPERTIES = """\
-status = warn
-shutdownHook = disable
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] node ${{sys:kafka.node.id}} %p %m (%c)%n
-rootLogger.level = {level}
-rootLogger.appenderRef.stdout.ref = STDOUT
-logger.started.name = kafka.server.KafkaRaftServer
-logger.started.level = INFO
-# "could not connect to node N" while the other nodes of a cluster start up; "controller activation" on first start.
-logger.network.name = org.apache.kafka.clients.NetworkClient
-logger.network.level = ERROR
-logger.controller.name = org.apache.kafka.controller.QuorumController
-logger.controller.level = ERROR
-"""
 
 
 def new_cluster_id() -> str:
@@ -63,24 +46,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-@dataclass
-class KafkaNode:
-    node_id: int
-    port: int
-    controller_port: int
-    internal_port: int  # inter-broker traffic (PLAINTEXT) when clients must authenticate on ``port``
-    tls_port: int  # SASL over TLS, beside ``port``, when the cluster has a TLS keystore
-    directory: Path
-    process: Optional[subprocess.Popen[bytes]] = None
-
-    @property
-    def config_path(self) -> Path:
-        return self.directory / "server.properties"
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 class KafkaCluster:
@@ -153,66 +118,6 @@ class KafkaCluster:
         """The application user's ``--config`` file, with a secured cluster."""
         return self.data_dir / "client.properties"
 
-    def _properties(self, node: KafkaNode) -> str:
-        replicas = min(3, len(self.nodes))
-        min_insync = 2 if replicas >= 3 else 1
-        voters = ",".join(f"{other.node_id}@{self.host}:{other.controller_port}" for other in self.nodes)
-        advertised = self.advertised_port if len(self.nodes) == 1 else node.port
-        settings = {
-            "process.roles": "broker,controller",
-            "node.id": node.node_id,
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{self.host}:{node.port},CONTROLLER://{self.host}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{advertised}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": node.directory / "data",
-            "default.replication.factor": replicas,
-            "min.insync.replicas": min_insync,
-            "offsets.topic.replication.factor": replicas,
-            "transaction.state.log.replication.factor": replicas,
-            "transaction.state.log.min.isr": min_insync,
-            "share.coordinator.state.topic.replication.factor": replicas,
-            "share.coordinator.state.topic.min.isr": min_insync,
-            # Our scripts create their topics, as they must where auto-creation is off (most production clusters).
-            "auto.create.topics.enable": "false",
-            # A dev cluster: a group's first member need not wait 3 s for others to join.
-            "group.initial.rebalance.delay.ms": 0,
-            # The consumer protocol's (KIP-848) dev timings, as dev.properties sets the classic protocol's: members
-            # heartbeat every 500 ms, and a joining one gets its partitions at its second heartbeat, after the
-            # owner's next one gave them up; a killed one is out after 6 s (defaults: 5 s and 45 s, with minimums
-            # of the same).
-            "group.consumer.heartbeat.interval.ms": 500, "group.consumer.min.heartbeat.interval.ms": 500,
-            "group.consumer.session.timeout.ms": 6000, "group.consumer.min.session.timeout.ms": 6000,
-            # A crashed instance's open transaction is aborted within 1 s of its timeout (default: 10 s), so
-            # read_committed readers behind it (a take-over loading checkpoints) wait less.
-            "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
-        }
-        if self.users is not None:
-            settings.update({
-                "listeners": f"SASL_PLAINTEXT://{self.host}:{node.port},INTERNAL://{self.host}:{node.internal_port},"
-                             f"CONTROLLER://{self.host}:{node.controller_port}",
-                "advertised.listeners": f"SASL_PLAINTEXT://{self.host}:{advertised},INTERNAL://{self.host}:{node.internal_port}",
-                "inter.broker.listener.name": "INTERNAL",
-                "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "sasl.enabled.mechanisms": MECHANISM,
-                f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config":
-                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-                f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config":
-                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                "allow.everyone.if.no.acl.found": "false",
-                # The nodes talk over the unauthenticated loopback listeners, as ANONYMOUS.
-                "super.users": f"User:{self.users.admin};User:ANONYMOUS",
-            })
-        if self.tls_keystore is not None:
-            settings["listeners"] += f",SASL_SSL://{self.host}:{node.tls_port}"
-            settings["advertised.listeners"] += f",SASL_SSL://{self.host}:{node.tls_port}"
-            settings["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
-            settings.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": self.tls_keystore})
-        return "".join(f"{key}={value}\n" for key, value in settings.items())
-
     def _java_args(self, node: KafkaNode, main_class: str, *args: str) -> list[str]:
         assert self._java is not None and self._jars is not None
         heap = os.environ.get("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS).split()
@@ -227,7 +132,7 @@ class KafkaCluster:
         formatting = []
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
-            node.config_path.write_text(self._properties(node), encoding="utf-8")
+            node.config_path.write_text(server_properties(node, self.nodes, self.host, self.advertised_port, self.users, self.tls_keystore), encoding="utf-8")
             command = self._java_args(node, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                                       "-t", cluster_id, "-c", str(node.config_path),
                                       *(self.users.format_arguments() if self.users else []))

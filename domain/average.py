@@ -34,6 +34,13 @@ class PartitionStats:
         return {"processed": self.processed, "sum": self.total, "retried": self.retried,
                 "dead_lettered": self.dead_lettered}
 
+    def count_routed(self, to_retry: bool) -> None:
+        """A record copied to the retry topic, or else to the DLQ."""
+        if to_retry:
+            self.retried += 1
+        else:
+            self.dead_lettered += 1
+
     def add(self, other: "PartitionStats") -> None:
         self.processed += other.processed
         self.total += other.total
@@ -52,6 +59,12 @@ class RunningAverage:
     partitions: dict[Hashable, PartitionStats] = field(default_factory=dict)
     processed_here: int = 0
     routing_counts: Counter[tuple[str, ...]] = field(default_factory=Counter)  # ("retry", stage, class) / ("dlq", reason)
+
+    def add(self, stats: PartitionStats, count: int, total: float) -> None:
+        """``count`` orders of ``stats``'s partition, whose prices add up to ``total``, processed here."""
+        stats.processed += count
+        stats.total += total
+        self.processed_here += count
 
     def owned(self) -> PartitionStats:
         """This instance's partitions, added up."""

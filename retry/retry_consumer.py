@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Optional
+from typing import Optional
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -32,7 +32,7 @@ from runtime.gc_tuning import tune_for_streaming
 from runtime.logs import EventLog, setup_logging
 from runtime.loop import consume
 from runtime.offsets import OffsetTracker, Partition
-from runtime.provenance import Source
+from runtime.partition_role import StatePerPartition
 from runtime.routing import Copies, key_text, now_ms
 from runtime.shutdown import StopFlag
 from runtime.wiring import Plan, wire
@@ -55,16 +55,16 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class RetryHandler:
-    """The waiting records and, per partition of the retry topic, what was forwarded."""
+class RetryHandler(StatePerPartition[ForwardedCounts]):
+    """The waiting records; what was forwarded from each partition of the retry topic survives restarts."""
 
     def __init__(self, copies: Copies, tracker: OffsetTracker, consumer: Consumer, topics: flags.Topics,
                  retries: flags.Retries, max_waiting: int) -> None:
+        super().__init__({}, ForwardedCounts.of, lambda counts, topic: counts.count(to_dlq=topic == topics.dlq))
         self.copies, self.tracker, self.consumer, self.topics = copies, tracker, consumer, topics
         self.retries, self.max_waiting = retries, max_waiting
         self.schedule: RetrySchedule[Message] = RetrySchedule()
         self.held: set[Partition] = set()  # paused: too many records waiting
-        self.counts: dict[Partition, ForwardedCounts] = {}
         self.redriven = self.dead_lettered = self.max_lateness_ms = 0
         self.lateness_ms: list[int] = []  # of re-drives not yet observed by the figures
         self.events = EventLog(log, self._summary_line)
@@ -78,7 +78,7 @@ class RetryHandler:
 
     def _take(self, msg: Message) -> None:
         partition = (msg.topic(), msg.partition())
-        if partition not in self.counts:
+        if partition not in self.states:
             return  # revoked while this batch was fetched; the new owner reads it
         self.tracker.track(partition, msg.offset())
         retry_count = get_retry_count(msg.headers())
@@ -113,7 +113,7 @@ class RetryHandler:
             log.info("Resumed %s[%d]", *partition)
 
     def _count(self, partition: Partition, to_dlq: bool) -> None:
-        self.counts[partition].count(to_dlq)
+        self.states[partition].count(to_dlq)
         if to_dlq:
             self.dead_lettered += 1
         else:
@@ -128,23 +128,11 @@ class RetryHandler:
         next_due = self.schedule.next_due_ms()
         return MAX_POLL_WAIT_S if next_due is None else min(MAX_POLL_WAIT_S, max(0.0, (next_due - now_ms()) / 1000))
 
-    # PartitionRole: what was forwarded, per partition, survives restarts
-    def restore(self, partition: Partition, state: Optional[dict[str, Any]]) -> None:
-        self.counts[partition] = ForwardedCounts.of(state)
-
-    def already_copied(self, partition: Partition, copy: Source) -> None:
-        """Counted in the partition's checkpoint, not as this instance's work."""
-        self.counts[partition].count(to_dlq=copy[0] == self.topics.dlq)
-
-    def snapshot(self, partition: Partition) -> dict[str, Any]:
-        return self.counts[partition].state()
-
     def forget(self, partitions: set[Partition]) -> None:
         """Drop waiting records of revoked partitions: their new owner reads them again."""
         self.schedule.forget(partitions)
         self.held -= partitions
-        for partition in partitions:
-            self.counts.pop(partition, None)
+        super().forget(partitions)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -7,8 +7,8 @@ they join the copies in one transaction (:mod:`runtime.transactions`); an
 aborted one rewinds every partition to its last committed checkpoint.
 Without, an offset is committed once its checkpoint is stored: the
 checkpoints are the truth, the offsets follow so that lag tools see progress.
-On assignment: load the checkpoints, find the copies made after them
-(:mod:`runtime.copies`), and start each partition at its checkpoint's offset.
+On assignment: load the checkpoints, find the copies made after them, and
+start each partition at its checkpoint's offset (:mod:`runtime.take_over`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Callable, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
-from runtime.clients import Clients, guarded, patiently
-from runtime.copies import CopiedBefore, CopyLedger, ScanBases, find_copies
+from runtime.checkpoints import Checkpoint, CheckpointStore, target_name
+from runtime.clients import Clients, guarded
+from runtime.copies import CopiedBefore, CopyLedger, ScanBases
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
 from runtime.provenance import Source
-from runtime.reading import partitions_of
 from runtime.routing import AckCallback, Copies
+from runtime.take_over import take_over
 from runtime.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,10 @@ def describe(partitions: list[TopicPartition]) -> str:
 
 
 class CheckpointedConsumer:
-    def __init__(
-        self,
-        clients: Clients,
-        consumer: Consumer,
-        producer: Producer,
-        store: CheckpointStore,
-        target_topics: list[str],
-        make_copies: Callable[[AckCallback], Copies],
-        transactions: Optional[Transactions] = None,
-        fresh_from_committed: bool = False,
-        settled_only: bool = False,
-        interval_s: float = 1.0,
-    ) -> None:
+    def __init__(self, clients: Clients, consumer: Consumer, producer: Producer, store: CheckpointStore,
+                 target_topics: list[str], make_copies: Callable[[AckCallback], Copies],
+                 transactions: Optional[Transactions] = None, fresh_from_committed: bool = False,
+                 settled_only: bool = False, interval_s: float = 1.0) -> None:
         """``make_copies(on_acked)``: what makes the copies, told of each acknowledged one (:meth:`acked`).
 
         ``fresh_from_committed``: a partition without a checkpoint starts at the group's committed offset, not
@@ -62,15 +53,9 @@ class CheckpointedConsumer:
         acknowledgement (for a role whose state counts a copy when it is asked for). ``interval_s``: how often
         :meth:`checkpoint_if_due` checkpoints and commits.
         """
-        self.interval_s = interval_s
-        self.fresh_from_committed = fresh_from_committed
-        self.settled_only = settled_only
-        self.clients = clients
-        self.consumer = consumer
-        self.producer = producer
-        self.store = store
-        self.target_topics = target_topics
-        self.transactions = transactions
+        self.clients, self.consumer, self.producer, self.store = clients, consumer, producer, store
+        self.target_topics, self.transactions = target_topics, transactions
+        self.fresh_from_committed, self.settled_only, self.interval_s = fresh_from_committed, settled_only, interval_s
         self.copies = make_copies(self.acked)
         self.role: Optional[PartitionRole] = None
         self.tracker = OffsetTracker()
@@ -128,56 +113,24 @@ class CheckpointedConsumer:
         if not partitions:
             return {}
         started = time.monotonic()
-        # With exactly-once the checkpoints must show the group's committed offsets (KIP-447: see load_showing).
-        committed = self._committed(partitions) if self.transactions is not None else None
-        known = self.store.load_showing(committed) if committed is not None else self.store.load()
-        checkpoints = {p: known.get(checkpoint_key(self.store.group, *p)) for p in partitions}
-        fresh = [p for p, checkpoint in checkpoints.items() if checkpoint is None]
-        starts = self._fresh_starts(fresh, committed) if fresh else {}
-        for partition, checkpoint in checkpoints.items():
-            if checkpoint is not None:
-                starts[partition] = checkpoint.next_offset
-        targets = partitions_of(self.clients, self.target_topics)
-        scan_from = {
-            target: min(
-                (c.scan_from.get(target_name(*target), 0) if c else 0) for c in checkpoints.values()
-            )
-            for target in targets
-        }
-        copies, ends = find_copies(self.clients, scan_from, starts)
+        found = take_over(self.clients, self.consumer, self.store, self.target_topics, partitions,
+                          exactly_once=self.transactions is not None, fresh_from_committed=self.fresh_from_committed)
         for partition in partitions:
-            for source_offset, (topic, target_partition, copy_offset) in copies[partition].items():
+            copies, checkpoint = found.copies[partition], found.checkpoints[partition]
+            for source_offset, (topic, target_partition, copy_offset) in copies.items():
                 self.ledger.copied(partition, source_offset, (topic, target_partition), copy_offset)
-            self.bases.of[partition] = dict(ends)
-            self.tracker.start(partition, starts[partition])
-            checkpoint = checkpoints[partition]
+            self.bases.of[partition] = dict(found.ends)
+            self.tracker.start(partition, found.starts[partition])
             self.role.restore(partition, checkpoint.state if checkpoint else None)
             self._saved.pop(partition, None)
             self._published[partition] = checkpoint.state if checkpoint else None
-            if copies[partition]:
-                self.copied_before.add(partition, copies[partition])
+            if copies:
+                self.copied_before.add(partition, copies)
                 log.info("%s[%d]: %d record(s) after the checkpoint were already copied; they will not be copied again",
-                         *partition, len(copies[partition]))
+                         *partition, len(copies))
         log.info("Took over %d partition(s) in %.2f s (checkpoints loaded, copies since them scanned)", len(partitions),
                  time.monotonic() - started)
-        return starts
-
-    def _fresh_starts(self, partitions: list[Partition],
-                      committed: Optional[dict[Partition, int]]) -> dict[Partition, int]:
-        """Where partitions without a checkpoint start: their beginning, or the group's committed offset (fetched
-        here unless the take-over already did)."""
-        if not self.fresh_from_committed:
-            return {partition: 0 for partition in partitions}
-        if committed is None:
-            committed = self._committed(partitions)
-        return {partition: max(committed.get(partition, -1), 0) for partition in partitions}
-
-    def _committed(self, partitions: list[Partition]) -> dict[Partition, int]:
-        """The group's committed offsets (negative where none). Under read_committed, librdkafka fetches them once
-        every transaction that committed some has ended (KIP-447)."""
-        committed = patiently(lambda: self.consumer.committed([TopicPartition(*p) for p in partitions], timeout=30),
-                              self.clients.status, "fetch the group's committed offsets") or []
-        return {(tp.topic, tp.partition): tp.offset for tp in committed}
+        return found.starts
 
     def not_copied_before(self, records: list[Message]) -> list[Message]:
         """``records`` less those whose copy a previous owner made after its checkpoint: they are done."""
