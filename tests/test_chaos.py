@@ -19,9 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from avro_utils import AvroDecodeError, avro_deserialize
 from devbroker import BrokerError, KafkaCluster, free_port
 from domain.errors import ValidationError
-from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT
+from domain.headers import ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REPLAYED_AT, RETRY_COUNT
 from runtime.topics import RETRY_TOPIC_CONFIG
-from runtime.provenance import SOURCE_TOPIC
+from runtime.provenance import SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from runtime.transactions import TRANSACTION_DEFAULTS
 from domain.order import validate_order
 from tests.kafka_helpers import (
@@ -112,6 +112,7 @@ class Outcome:
     lost: set
     unexpected: set
     dead_without_reason: int
+    trail: str = ""  # where a few of the orders dead-lettered twice or missing went, when there are any
 
     def __str__(self) -> str:
         error = abs(self.average - self.expected_average) / self.expected_average
@@ -120,7 +121,7 @@ class Outcome:
             f"(expected {self.expected_processed}), dead-lettered {self.dead_lettered} (expected {self.expected_dead}), "
             f"dead-lettered twice {len(self.twice)}, missing from DLQ {len(self.lost)}, "
             f"unexpected in DLQ {len(self.unexpected)}, average {self.average:.9f} vs {self.expected_average:.9f} "
-            f"(relative error {error:.1e})"
+            f"(relative error {error:.1e})" + (f"\n{self.trail}" if self.trail else "")
         )
 
     def assert_exact(self) -> None:
@@ -168,15 +169,30 @@ def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, t
     origins = Counter((r.header(ORIGIN_TOPIC), int(r.header(ORIGIN_PARTITION)), int(r.header(ORIGIN_OFFSET))) for r in dead)
     should_be_dead = {(topics.orders, r.partition, r.offset) for r in poison} | \
         {(topics.orders, *o["_coords"]) for o in expected.exhausted}
+    twice = [origin for origin, count in origins.items() if count > 1]
+    lost = should_be_dead - set(origins)
     return Outcome(
         produced=len(produced), poison=len(poison),
         processed=figures["processed"], expected_processed=len(expected.processed),
         average=figures["average"], expected_average=expected.average,
         dead_lettered=len(dead), expected_dead=expected_dead,
-        twice=[origin for origin, count in origins.items() if count > 1],
-        lost=should_be_dead - set(origins), unexpected=set(origins) - should_be_dead,
+        twice=twice, lost=lost, unexpected=set(origins) - should_be_dead,
         dead_without_reason=sum(1 for r in dead if not r.header("error")),
+        trail=copy_trail(bootstrap, topics, twice[:3] + sorted(lost)[:3]) if twice or lost else "",
     )
+
+
+def copy_trail(bootstrap: str, topics: Topics, origins: list[tuple[str, int, int]]) -> str:
+    """Each origin's copies in the retry, re-drive and dead-letter topics, with the source each names."""
+    copies = [record for topic in (topics.retry, topics.redrive, topics.dlq) for record in read_all(bootstrap, topic)]
+    lines = []
+    for topic, partition, offset in origins:
+        lines.append(f"{topic}[{partition}]@{offset}:")
+        lines += [f"  {r.topic}[{r.partition}]@{r.offset} retryCount={r.header(RETRY_COUNT)} from "
+                  f"{r.header(SOURCE_TOPIC)}[{r.header(SOURCE_PARTITION)}]@{r.header(SOURCE_OFFSET)}"
+                  for r in copies if (r.header(ORIGIN_TOPIC), r.header(ORIGIN_PARTITION), r.header(ORIGIN_OFFSET))
+                  == (topic, str(partition), str(offset))]
+    return "\n".join(lines)
 
 
 @pytest.mark.timeout(600)
