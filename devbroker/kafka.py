@@ -118,6 +118,10 @@ class KafkaCluster:
         """The application user's ``--config`` file, with a secured cluster."""
         return self.data_dir / "client.properties"
 
+    def properties_of(self, node: KafkaNode) -> str:
+        """The node's server.properties (:func:`devbroker.kafka_config.server_properties`)."""
+        return server_properties(node, self.nodes, self.host, self.advertised_port, self.users, self.tls_keystore)
+
     def _java_args(self, node: KafkaNode, main_class: str, *args: str) -> list[str]:
         assert self._java is not None and self._jars is not None
         heap = os.environ.get("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS).split()
@@ -132,7 +136,7 @@ class KafkaCluster:
         formatting = []
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
-            node.config_path.write_text(server_properties(node, self.nodes, self.host, self.advertised_port, self.users, self.tls_keystore), encoding="utf-8")
+            node.config_path.write_text(self.properties_of(node), encoding="utf-8")
             command = self._java_args(node, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                                       "-t", cluster_id, "-c", str(node.config_path),
                                       *(self.users.format_arguments() if self.users else []))

@@ -39,7 +39,7 @@ def test_compose_runs_the_apache_kafka_version_the_suite_tests():
 
 def test_compose_times_consumer_groups_as_the_suite_does():
     """The consumer protocol's dev timings (KIP-848) of the dev broker are the Compose broker's too."""
-    dev = dict(re.findall(r'"(group\.consumer\.[a-z.]+)": (\d+)', (ROOT / "devbroker" / "kafka.py").read_text()))
+    dev = dict(re.findall(r'"(group\.consumer\.[a-z.]+)": (\d+)', (ROOT / "devbroker" / "kafka_config.py").read_text()))
     compose = dict(re.findall(r"KAFKA_(GROUP_CONSUMER_[A-Z_]+): (\d+)", (ROOT / "docker-compose.yml").read_text()))
     assert len(dev) == 4
     assert compose == {name.upper().replace(".", "_"): value for name, value in dev.items()}

@@ -18,7 +18,7 @@ from tests.kafka_helpers import ROOT
 
 
 def settings(cluster: KafkaCluster, node_index: int) -> dict[str, str]:
-    text = cluster._properties(cluster.nodes[node_index])
+    text = cluster.properties_of(cluster.nodes[node_index])
     return dict(line.split("=", 1) for line in text.splitlines())
 
 
