@@ -27,7 +27,7 @@ from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
 from runtime.provenance import Source
 from runtime.routing import AckCallback, Copies
-from runtime.take_over import take_over
+from runtime.take_over import plan_take_over
 from runtime.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class CheckpointedConsumer:
         if not partitions:
             return {}
         started = time.monotonic()
-        found = take_over(self.clients, self.consumer, self.store, self.target_topics, partitions,
-                          exactly_once=self.transactions is not None, fresh_from_committed=self.fresh_from_committed)
+        found = plan_take_over(self.clients, self.consumer, self.store, self.target_topics, partitions,
+                               exactly_once=self.transactions is not None, fresh_from_committed=self.fresh_from_committed)
         for partition in partitions:
             copies, checkpoint = found.copies[partition], found.checkpoints[partition]
             for source_offset, (topic, target_partition, copy_offset) in copies.items():

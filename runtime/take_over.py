@@ -29,8 +29,8 @@ class TakeOver:
     ends: dict[Partition, int]  # where each copy target ended when scanned
 
 
-def take_over(clients: Clients, consumer: Consumer, store: CheckpointStore, target_topics: list[str],
-              partitions: list[Partition], exactly_once: bool, fresh_from_committed: bool) -> TakeOver:
+def plan_take_over(clients: Clients, consumer: Consumer, store: CheckpointStore, target_topics: list[str],
+                   partitions: list[Partition], exactly_once: bool, fresh_from_committed: bool) -> TakeOver:
     """Load the partitions' checkpoints and scan the copy targets for copies made since them.
 
     With exactly-once the checkpoints must show the group's committed offsets (KIP-447: see

@@ -178,13 +178,13 @@ def settle_and_check(runner: ScriptRunner, pipeline: Pipeline, bootstrap: str, t
         dead_lettered=len(dead), expected_dead=expected_dead,
         twice=twice, lost=lost, unexpected=set(origins) - should_be_dead,
         dead_without_reason=sum(1 for r in dead if not r.header("error")),
-        trail=copy_trail(bootstrap, topics, twice[:3] + sorted(lost)[:3]) if twice or lost else "",
+        trail=copy_trail(bootstrap, topics, dead, twice[:3] + sorted(lost)[:3]) if twice or lost else "",
     )
 
 
-def copy_trail(bootstrap: str, topics: Topics, origins: list[tuple[str, int, int]]) -> str:
-    """Each origin's copies in the retry, re-drive and dead-letter topics, with the source each names."""
-    copies = [record for topic in (topics.retry, topics.redrive, topics.dlq) for record in read_all(bootstrap, topic)]
+def copy_trail(bootstrap: str, topics: Topics, dead: list, origins: list[tuple[str, int, int]]) -> str:
+    """Each origin's copies in the retry and re-drive topics and among the ``dead`` letters, with the source each names."""
+    copies = [record for topic in (topics.retry, topics.redrive) for record in read_all(bootstrap, topic)] + dead
     lines = []
     for topic, partition, offset in origins:
         lines.append(f"{topic}[{partition}]@{offset}:")
