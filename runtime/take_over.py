@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from runtime.checkpoints import Checkpoint, CheckpointStore, checkpoint_key, target_name
 from runtime.clients import Clients, patiently
-from runtime.copies import Copies, find_copies
+from runtime.copies import Copies, find_copies, listed_ends
 from runtime.offsets import Partition
 from runtime.reading import partitions_of
 
@@ -53,6 +53,11 @@ def plan_take_over(clients: Clients, consumer: Consumer, store: CheckpointStore,
             starts[partition] = 0
     scan_from = {target: min((c.scan_from.get(target_name(*target), 0) if c else 0) for c in checkpoints.values())
                  for target in partitions_of(clients, target_topics)}
+    # A checkpoint's scan_from may lie past records of a transaction still open (this member's own, even): a
+    # read_committed scan from there would wait for it to end. The copies sought are committed, so below the
+    # last stable offset, which a read_committed consumer lists as a partition's end.
+    stable = listed_ends(consumer, list(scan_from))
+    scan_from = {target: min(offset, stable.get(target, offset)) for target, offset in scan_from.items()}
     copies, ends = find_copies(clients, scan_from, starts)
     return TakeOver(starts, checkpoints, copies, ends)
 
