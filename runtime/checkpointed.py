@@ -25,8 +25,10 @@ from runtime.clients import Clients, guarded
 from runtime.copies import CopiedBefore, CopyLedger, ScanBases
 from runtime.offsets import OffsetTracker, Partition
 from runtime.partition_role import PartitionRole
+from runtime.positions import assign, describe, fetch_positions, seek_and_resume
 from runtime.provenance import Source
 from runtime.routing import AckCallback, Copies
+from runtime.shutdown import SHUTDOWN_BUDGET_S, Deadline
 from runtime.take_over import plan_take_over
 from runtime.transactions import Transactions
 
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 # A checkpoint between batches waits this long for copies in flight, then checkpoints what is done.
 CHECKPOINT_FLUSH_S = 2.0
 FLUSH_TIMEOUT_S = 30.0
-
-
-def describe(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "no partitions"
 
 
 class CheckpointedConsumer:
@@ -65,7 +63,7 @@ class CheckpointedConsumer:
         self._saved: dict[Partition, Checkpoint] = {}
         self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
         self._last_checkpoint = time.monotonic()
-        self._closing = False
+        self._closing: Optional[Deadline] = None  # set by close(): when the shutdown must be over
 
     def use_producer(self, producer: Producer) -> None:
         """A renewed transactional producer (see :class:`Transactions`) replaces the fenced one."""
@@ -82,17 +80,20 @@ class CheckpointedConsumer:
         self.role = role
 
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if self._closing is not None:  # a rebalance ending while close() leaves the group: revoked unread
+                assign(consumer, partitions)
+                return
             starts = self.take_over([(tp.topic, tp.partition) for tp in partitions])
             assignment = [TopicPartition(topic, partition, offset) for (topic, partition), offset in starts.items()]
-            try:
-                consumer.incremental_assign(assignment)  # cooperative-sticky, our default
-            except KafkaException:
-                consumer.assign(assignment)  # an eager strategy from the user's properties file
+            assign(consumer, assignment)
             log.info("Assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in assignment) or "nothing")
 
         def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             revoked = {(tp.topic, tp.partition) for tp in partitions}
-            self.checkpoint(revoked, final=True)
+            # Leaving the group in close(), which has just checkpointed: another try with the same group
+            # generation fails alike, or waits out a rebalance that waits for this member.
+            if self._closing is None:
+                self.checkpoint(revoked, final=True)
             self._drop(revoked)
             log.info("Revoked %s", describe(partitions))
 
@@ -101,7 +102,7 @@ class CheckpointedConsumer:
             self._drop({(tp.topic, tp.partition) for tp in partitions})
             if self.transactions is not None:
                 self.transactions.abort(f"this member lost {describe(partitions)}")
-                self._rewind()
+                self._after_abort()
 
         status = self.clients.status  # what a callback raises is raised by the loop's next status check
         self.consumer.subscribe(topics, on_assign=guarded(status, on_assign), on_revoke=guarded(status, on_revoke),
@@ -159,7 +160,7 @@ class CheckpointedConsumer:
                 self._commit_transaction(final)
             return
         if len(self.copies) or final:
-            self.copies.flush(FLUSH_TIMEOUT_S if final else CHECKPOINT_FLUSH_S)
+            self.copies.flush(self._final_wait_s() if final else CHECKPOINT_FLUSH_S)
         self.bases.raise_if_due(len(self.copies))
         commits: list[TopicPartition] = []
         for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
@@ -174,7 +175,7 @@ class CheckpointedConsumer:
         if not final:
             self.producer.poll(0)
             return
-        if self.producer.flush(FLUSH_TIMEOUT_S):
+        if self.producer.flush(self._final_wait_s()):
             log.warning("Checkpoints not acknowledged; the next owner resumes from the previous ones")
             return
         self._commit(commits, asynchronous=False)
@@ -200,8 +201,11 @@ class CheckpointedConsumer:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
 
+    def _final_wait_s(self) -> float:
+        return FLUSH_TIMEOUT_S if self._closing is None else self._closing.left(FLUSH_TIMEOUT_S)
+
     def _after_abort(self) -> None:
-        if self._closing:  # no rewind: the next owner resumes from the last committed checkpoints
+        if self._closing is not None:  # no rewind: the next owner resumes from the last committed checkpoints
             log.warning("The final transaction aborted; the next owner resumes from the last committed checkpoints")
         else:
             self._rewind()  # every owned partition: the aborted transaction held the progress of them all
@@ -214,7 +218,7 @@ class CheckpointedConsumer:
         """
         assert self.role is not None
         changed = []
-        fetched_to = self._fetch_positions() if between_batches else {}
+        fetched_to = fetch_positions(self.consumer, self.owned()) if between_batches else {}
         for partition in self.bases.of:
             if partitions is not None and partition not in partitions:
                 continue
@@ -230,30 +234,13 @@ class CheckpointedConsumer:
                 changed.append((partition, checkpoint))
         return changed
 
-    def _fetch_positions(self) -> dict[Partition, int]:
-        """The consumer's position in each owned partition: after the last record handed out and any markers behind it."""
-        try:
-            positions = self.consumer.position([TopicPartition(topic, partition) for topic, partition in self.bases.of])
-        except KafkaException:
-            return {}
-        return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
-
     def _rewind(self) -> None:
         """After an aborted transaction: every owned partition back to its last committed checkpoint."""
         owned = self.owned()
         self._drop(set(owned))
         starts = self.take_over(owned)
-        for (topic, partition), offset in starts.items():
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._STATE:
-                    raise
-                # Assigned so lately that fetching has not begun: it starts at the offset it was assigned, the same
-                # committed checkpoint (the transaction that aborted committed nothing).
-                log.debug("%s[%d] not fetching yet; it starts at its assigned offset", topic, partition)
+        seek_and_resume(self.consumer, starts)
         if owned:
-            self.consumer.resume([TopicPartition(topic, partition) for topic, partition in owned])
             log.info("Rewound %s to their committed checkpoints",
                      ", ".join(f"{t}[{p}]@{o}" for (t, p), o in starts.items()))
 
@@ -285,8 +272,10 @@ class CheckpointedConsumer:
         return list(self.bases.of)
 
     def close(self) -> None:
-        """Flush, checkpoint and commit what is done, then leave the group: in that order."""
-        self._closing = True
+        """Flush, checkpoint and commit what is done, then leave the group: in that order, within the budget."""
+        self._closing = Deadline(SHUTDOWN_BUDGET_S)
+        if self.transactions is not None:
+            self.transactions.finish_by(self._closing)
         try:
             self.checkpoint(final=True)
         finally:

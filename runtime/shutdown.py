@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM both ask the loop to stop; a second signal stops at once."""
+"""SIGINT and SIGTERM both ask the loop to stop; a second signal stops at once; the shutdown keeps to a deadline."""
 
 from __future__ import annotations
 
@@ -7,12 +7,26 @@ import logging
 import os
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Optional
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# The final flush and commit end within it, so that a stop fits Kubernetes' default grace period of 30 s.
+SHUTDOWN_BUDGET_S = 20.0
+
+
+class Deadline:
+    """When a series of blocking calls must be over (a shutdown's); each call may block for what is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self, longest: float) -> float:
+        """How long the next call may block: ``longest``, or what is left of the deadline if that is shorter."""
+        return max(0.0, min(longest, self.at - time.monotonic()))
 
 
 class StopFlag:

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from runtime.access import denied, is_refusal
 from runtime.clients import PRODUCER_ENFORCED, BrokerStatus, Clients, fatal_error, patiently
 from runtime.settings import AT_LEAST_ONCE, AUTO, EXACTLY_ONCE, ConsumerSettings
+from runtime.shutdown import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ TRANSACTION_TIMEOUT_S = 30.0
 OFFSETS_DEADLINE_S = TRANSACTION_TIMEOUT_S + 5
 COMMIT_ATTEMPTS = 3
 INIT_ATTEMPT_S = 5.0  # init_transactions resumes where a timed-out call left off
+ABORT_AT_SHUTDOWN_S = 5.0  # an abort after a shutdown's deadline: an open transaction holds back read_committed readers
 # A broker with a transaction coordinator reports the settings of its transaction state log.
 _COORDINATOR_SETTING = "transaction.state.log.replication.factor"
 
@@ -110,6 +112,7 @@ class Transactions:
         self.generation = 0
         self.void: Optional[KafkaError] = None  # the fatal error of the current producer, reported by its callback
         self.begun = False  # a stop request may come before the first transaction opens: then nothing is to commit
+        self.deadline: Optional[Deadline] = None  # set at shutdown (finish_by)
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -137,16 +140,28 @@ class Transactions:
         producer.begin_transaction()
         self.begun = True
 
+    def finish_by(self, deadline: Deadline) -> None:
+        """Shutting down: every call from now on returns by ``deadline``, and a failed transaction is aborted,
+        not followed by a new producer: the next owner takes over from the last committed checkpoints."""
+        self.deadline = deadline
+
+    def _wait_s(self, longest: float = TRANSACTION_TIMEOUT_S) -> float:
+        return longest if self.deadline is None else self.deadline.left(longest)
+
     def flush(self) -> bool:
         """Wait for every copy's acknowledgement; False if the transaction failed meanwhile (aborted, or the
         producer renewed): the caller rewinds."""
+        wait_s = self._wait_s()
         try:
-            self.producer.flush(TRANSACTION_TIMEOUT_S)
+            unacknowledged = self.producer.flush(wait_s)
         except KafkaException as exc:
             self._failed(exc.args[0], "the copies could not be flushed")
             return False
         except SystemError:  # confluent-kafka 2.16.1 raises a fenced producer's fatal error from flush() this way
             self._renew(self.void, "the copies could not be flushed")
+            return False
+        if unacknowledged:
+            self.abort(f"{unacknowledged} record(s) not acknowledged within {wait_s:.1f} s")
             return False
         return True
 
@@ -168,8 +183,8 @@ class Transactions:
         except KafkaException as exc:
             self._failed(exc.args[0], "the transaction could not commit")
             return False
-        except TimeoutError:
-            self._renew(None, f"the offsets were not added to the transaction within {OFFSETS_DEADLINE_S:.0f} s")
+        except TimeoutError as exc:
+            self._renew(None, f"the offsets were not added to the transaction within {exc.args[0]:.1f} s")
             return False
         self.producer.begin_transaction()
         return True
@@ -182,16 +197,17 @@ class Transactions:
 
         def call() -> None:
             try:
-                self.producer.send_offsets_to_transaction(offsets, metadata, TRANSACTION_TIMEOUT_S)
+                self.producer.send_offsets_to_transaction(offsets, metadata, self._wait_s())
                 outcome.append(None)
             except BaseException as exc:  # handed to the caller's thread
                 outcome.append(exc)
 
         caller = threading.Thread(target=call, name="send-offsets", daemon=True)
         caller.start()
-        caller.join(OFFSETS_DEADLINE_S)
+        deadline_s = self._wait_s(OFFSETS_DEADLINE_S)
+        caller.join(deadline_s)
         if not outcome:
-            raise TimeoutError  # the call stays blocked in the old producer, which is replaced
+            raise TimeoutError(deadline_s)  # the call stays blocked in the old producer, which is replaced
         if outcome[0] is not None:
             raise outcome[0]
 
@@ -201,12 +217,16 @@ class Transactions:
             return
         log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
         try:
-            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
             self.producer.begin_transaction()
         except KafkaException as exc:
-            if not exc.args[0].fatal():
+            if exc.args[0].fatal():
+                self._renew(exc.args[0], "the transaction could not abort")
+            elif self.deadline is not None:
+                log.warning("The transaction did not abort in time (%s); its coordinator aborts it after "
+                            "transaction.timeout.ms", exc.args[0].str())
+            else:
                 raise fatal_error(exc.args[0]) from None
-            self._renew(exc.args[0], "the transaction could not abort")
 
     def _failed_for_good(self, generation: int, error: KafkaError) -> None:
         """The error callback's fatal error: kept for the next commit, which renews the producer (a replaced
@@ -225,7 +245,7 @@ class Transactions:
             self.status.refuse(denied(error, self.status.principal, "Write"))
         if self.status.refused is not None:
             with contextlib.suppress(KafkaException):  # nothing of it becomes visible either way
-                self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+                self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
             self.status.check()
         if error.fatal():
             self._renew(error, what)
@@ -234,6 +254,10 @@ class Transactions:
 
     def _renew(self, error: Optional[KafkaError], what: str) -> None:
         why = f"was fenced ({error.str()})" if error is not None else "is stuck"
+        if self.deadline is not None:
+            log.warning("%s: this instance's producer %s; its open transaction is void, and shutting down, it "
+                        "starts no other: the next owner takes over from the last committed checkpoints", what, why)
+            return
         log.warning("%s: this instance's producer %s; its open transaction is void. Starting a new producer with "
                     "the same transactional.id, which fences the old one", what, why)
         # The replaced producer is released once nothing refers to it: closing a fenced one here warns from inside
@@ -248,14 +272,14 @@ class Transactions:
         if not self.begun:
             return
         try:
-            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
         except KafkaException as exc:
             log.debug("No transaction to abort at close (%s)", exc.args[0].str())
 
     def _commit_with_retries(self) -> None:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                self.producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+                self.producer.commit_transaction(self._wait_s())
                 return
             except KafkaException as exc:
                 if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS:

@@ -1,10 +1,11 @@
 """What the README promises of the runtime beyond the happy path: the guarantee `auto` picks, a restart fencing its
-previous incarnation, and partitions added to `orders` while the pipeline runs."""
+previous incarnation, partitions added to `orders` while the pipeline runs, and a shutdown within its budget."""
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import time
 import uuid
 
@@ -13,6 +14,7 @@ from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, KafkaExcept
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from runtime.provenance import source_of
+from runtime.shutdown import SHUTDOWN_BUDGET_S
 from tests.kafka_helpers import DEV_PROPERTIES, ScriptRunner, Topics, create_topics, read_all, read_json
 from tests.pipeline_expectations import expected_outcome, write_foreign_orders
 
@@ -135,3 +137,27 @@ def test_partitions_added_to_orders_while_running_are_consumed(runner: ScriptRun
     assert len(dead) == len(expected.exhausted), "nothing dead-lettered twice"
     assert "Assigned" in main.output() and f"{topics.orders}[4]" in main.output(), "the added partitions were assigned"
 
+
+
+@pytest.mark.timeout(400)
+def test_members_stopped_one_after_another_exit_within_the_shutdown_budget(
+        runner: ScriptRunner, topics: Topics, bootstrap: str) -> None:
+    """Three main consumers stopped one after another, three times over, while orders flow: each stop starts a
+    rebalance that can end while the next member closes (its final commit meets a newer group generation, its
+    partitions arrive inside close()). Every member still exits 0 within the shutdown budget."""
+    create_topics(bootstrap, topics.pipeline())
+    producer = runner.start("producer.producer", "--rate", "300")
+    retry = runner.start("retry.retry_consumer", *FAST_BACKOFF)  # so that re-drive partitions carry orders too
+    for round_ in range(3):
+        # A group of its own per round: on Tansu a group whose members all left during a rebalance may give new
+        # members no partitions for minutes (docs/brokers.md).
+        group = ("--group-id", f"orders-main-{uuid.uuid4().hex[:8]}")
+        members = [runner.start("consumer.main_consumer", *group, "--fail-rate", "0.1", *FAST_BACKOFF,
+                                name=f"main-{round_}{i}") for i in range(3)]
+        for member in members:
+            runner.wait_until(lambda: "Processed order" in re.split("Assigned |Revoked ", member.output())[-1], 90,
+                              what=f"{member.name} to process orders from the partitions it owns")
+        for member in members:  # stop() fails the test if the member has not exited by then
+            assert member.stop(timeout_s=SHUTDOWN_BUDGET_S + 5) == 0, member.output()[-3000:]
+    assert producer.stop() == 0 and retry.stop() == 0
+    runner.assert_healthy()
