@@ -5,7 +5,7 @@ changed. Figures say what they cover: this instance's partitions (its log
 lines), or the whole group (summary file and gauges). The whole group's
 figures are committed state only: each partition as its last checkpoint
 stands, this instance's as written (with exactly-once: committed, so an
-aborted transaction never shows), the others' as last read, a few seconds old.
+aborted transaction never shows), the others' as a background thread last read them, a few seconds old.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app import metrics
 from app.settings import Topics
 from domain.average import PartitionStats, RunningAverage, fmt
 from domain.order import Order, Verdict
-from runtime.checkpoints import Checkpoint, partition_checkpoints
+from runtime.checkpoints import Checkpoint, CheckpointsInBackground, CheckpointStore, partition_checkpoints
 from runtime.logs import EventLog
 from runtime.metrics import CounterSync, observe_batch, publish_lag
 from runtime.routing import key_text
@@ -42,35 +42,32 @@ class MainFigures:
         self._processed = CounterSync(metrics.PROCESSED)
         self._routed: Counter[tuple[str, ...]] = Counter()
         self._last_summary = time.monotonic()
-        self._others: dict[str, Checkpoint] = {}  # the group's checkpoints, for the partitions other members own
-        self._others_read = float("-inf")
+        store = wiring.checkpointed.store  # read in the background: the partitions other members own
+        self._others = CheckpointsInBackground(CheckpointStore(wiring.clients, store.topic, store.group), OTHERS_REFRESH_S)
 
     def after_batch(self, records: list[Message], started: float) -> None:
         observe_batch(records, started, metrics.PROCESSING_SECONDS, metrics.END_TO_END_SECONDS)
         if time.monotonic() - self._last_summary >= SUMMARY_INTERVAL_S:
-            if time.monotonic() - self._others_read >= OTHERS_REFRESH_S:
-                self._others = self.wiring.checkpointed.store.load()
-                self._others_read = time.monotonic()
-            totals = self.whole_group()
+            totals = self.whole_group(self._others.latest)
             write_summary(self.summary_file, totals)
             self.publish(totals)
             self._last_summary = time.monotonic()
 
     def finish(self) -> None:
         """After the final checkpoint: the group's figures as the stats topic now holds them."""
-        self._others = self.wiring.checkpointed.store.load()
-        totals = self.whole_group()
+        self._others.stop()
+        totals = self.whole_group(self.wiring.checkpointed.store.load())
         write_summary(self.summary_file, totals)
         log.info("Whole group at shutdown (committed checkpoints): processed=%d average=%s retried=%d "
                  "dead-lettered=%d", totals.processed, fmt(totals.average), totals.retried, totals.dead_lettered)
 
-    def whole_group(self) -> PartitionStats:
-        """Every partition's last checkpoint: this instance's as written, the others' as last read."""
+    def whole_group(self, checkpoints: dict[str, Checkpoint]) -> PartitionStats:
+        """Every partition's last checkpoint: this instance's as written, the others' as in ``checkpoints``."""
         group = self.wiring.settings.group_id
         states = {
             (topic, partition): checkpoint.state
             for topic in (self.topics.orders, self.topics.redrive)
-            for partition, checkpoint in partition_checkpoints(self._others, group, topic).items()
+            for partition, checkpoint in partition_checkpoints(checkpoints, group, topic).items()
         }
         states.update(self.wiring.checkpointed.written_states())
         totals = PartitionStats()

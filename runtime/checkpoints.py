@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from runtime.clients import Clients
+from runtime.errors import PipelineError
 from runtime.reading import partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
 
 # A committed transaction's markers reach every partition within moments; past this a checkpoint is taken as it is.
 MARKERS_WAIT_S = 10.0
+STOP_WAIT_S = 5.0  # for a background read in progress; the thread is a daemon
 
 
 def checkpoint_prefix(group: str, topic: str) -> str:
@@ -142,3 +145,30 @@ class CheckpointStore:
             producer.produce(self.topic, key=key, value=checkpoint.encode())
         else:
             producer.produce(self.topic, key=key, value=checkpoint.encode(), on_delivery=on_delivery)
+
+
+class CheckpointsInBackground:
+    """A group's checkpoints as a thread of their own last read them, every ``every_s``.
+
+    A read of the stats topic (a new reader, a fetch to its end) takes tens of milliseconds; inside the
+    consumer's loop it held back every record that arrived meanwhile.
+    """
+
+    def __init__(self, store: CheckpointStore, every_s: float) -> None:
+        self.store, self.every_s = store, every_s
+        self.latest: dict[str, Checkpoint] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="checkpoints", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.latest = self.store.load()
+            except (KafkaException, PipelineError) as exc:  # figures only: the next read tries again
+                log.debug("The group's checkpoints not read (%s)", exc)
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(STOP_WAIT_S)
