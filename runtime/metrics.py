@@ -11,11 +11,12 @@ import logging
 import time
 from typing import Optional
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from runtime.errors import ConfigError
 from runtime.offsets import Partition
+from runtime.positions import fetch_positions
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,7 @@ def publish_lag(consumer: Consumer, partitions: list[Partition], gauge: Gauge) -
     """Lag from the high watermark of the last fetch (correct on every broker) and the position."""
     if not partitions:
         return
-    try:
-        positions = consumer.position([TopicPartition(topic, partition) for topic, partition in partitions])
-    except KafkaException:
-        return
-    for tp in positions:
-        if tp.offset < 0:
-            continue
-        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+    for (topic, partition), position in fetch_positions(consumer, partitions).items():
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
         if high >= 0:
-            gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - tp.offset))
+            gauge.labels(topic=topic, partition=str(partition)).set(max(0, high - position))

@@ -148,6 +148,9 @@ class Transactions:
     def _wait_s(self, longest: float = TRANSACTION_TIMEOUT_S) -> float:
         return longest if self.deadline is None else self.deadline.left(longest)
 
+    def _abort_wait_s(self) -> float:
+        return max(self._wait_s(), ABORT_AT_SHUTDOWN_S)
+
     def flush(self) -> bool:
         """Wait for every copy's acknowledgement; False if the transaction failed meanwhile (aborted, or the
         producer renewed): the caller rewinds."""
@@ -217,7 +220,7 @@ class Transactions:
             return
         log.warning("Aborting the open transaction: %s. Nothing it wrote becomes visible", why)
         try:
-            self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
+            self.producer.abort_transaction(self._abort_wait_s())
             self.producer.begin_transaction()
         except KafkaException as exc:
             if exc.args[0].fatal():
@@ -245,7 +248,7 @@ class Transactions:
             self.status.refuse(denied(error, self.status.principal, "Write"))
         if self.status.refused is not None:
             with contextlib.suppress(KafkaException):  # nothing of it becomes visible either way
-                self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
+                self.producer.abort_transaction(self._abort_wait_s())
             self.status.check()
         if error.fatal():
             self._renew(error, what)
@@ -272,7 +275,7 @@ class Transactions:
         if not self.begun:
             return
         try:
-            self.producer.abort_transaction(max(self._wait_s(), ABORT_AT_SHUTDOWN_S))
+            self.producer.abort_transaction(self._abort_wait_s())
         except KafkaException as exc:
             log.debug("No transaction to abort at close (%s)", exc.args[0].str())
 

@@ -138,7 +138,6 @@ def test_partitions_added_to_orders_while_running_are_consumed(runner: ScriptRun
     assert "Assigned" in main.output() and f"{topics.orders}[4]" in main.output(), "the added partitions were assigned"
 
 
-
 @pytest.mark.timeout(400)
 def test_members_stopped_one_after_another_exit_within_the_shutdown_budget(
         runner: ScriptRunner, topics: Topics, bootstrap: str) -> None:
