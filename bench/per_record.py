@@ -65,6 +65,14 @@ def copy_producer(bootstrap: str, guarantee: str) -> Producer:
     return clients.producer(*copy_producer_config(COPY_PRODUCER_DEFAULTS, None), warm_up=[topics.retry, topics.dlq])
 
 
+def create_copy_topics(bootstrap: str) -> None:
+    """The retry and dead-letter topics; the admin client goes before the broker stops (a live one logs each
+    refused reconnect)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
+        future.result(30)
+
+
 def main_handler(fail_rate: float, producer: Producer, transactional: bool) -> tuple[MainHandler, Router]:
     """A main consumer's handler owning every partition from offset 0, its copies made as the script makes them."""
     topics, tracker = Topics(), OffsetTracker()
@@ -81,6 +89,31 @@ def main_handler(fail_rate: float, producer: Producer, transactional: bool) -> t
         tracker.start((topics.orders, partition), 0)
         handler.restore((topics.orders, partition), None)
     return handler, copies
+
+
+def drain_cost(bootstrap: str, batches: list[list[Message]], fail_rate: float, guarantee: str,
+               repeats: int) -> tuple[float, float]:
+    """CPU µs per record of a main consumer's handler draining ``batches``, and the copies it made per pass; its
+    producer is closed before the broker stops (a live one logs each refused reconnect)."""
+    producer = copy_producer(bootstrap, guarantee)
+    transactional = guarantee == EXACTLY_ONCE
+    handler, copies = main_handler(fail_rate, producer, transactional)
+
+    def drain() -> None:
+        if transactional:
+            producer.begin_transaction()
+        for batch in batches:
+            handler.handle(batch)
+            copies.serve()
+        if transactional:
+            producer.commit_transaction(30)  # waits for every copy; its wait is not this thread's time
+        else:
+            copies.flush(30)
+
+    try:
+        return cpu_us_per_record(drain, sum(map(len, batches)), repeats), handler.average.owned().retried / repeats
+    finally:
+        producer.close()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -108,29 +141,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     copies_per_pass = 0.0
     with dev_broker(args.engine, free_port(), output=subprocess.DEVNULL) as broker:
         bootstrap = broker.bootstrap_servers
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
-            future.result(30)
+        create_copy_topics(bootstrap)
         for name, fail_rate, guarantee in (("0% failures", 0.0, AT_LEAST_ONCE), (f"10% failures, {AT_LEAST_ONCE}", 0.1, AT_LEAST_ONCE),
                                            (f"10% failures, {EXACTLY_ONCE}", 0.1, EXACTLY_ONCE)):
-            producer = copy_producer(bootstrap, guarantee)
-            transactional = guarantee == EXACTLY_ONCE
-            handler, copies = main_handler(fail_rate, producer, transactional)
-
-            def drain() -> None:
-                if transactional:
-                    producer.begin_transaction()
-                for batch in batches:
-                    handler.handle(batch)
-                    copies.serve()
-                if transactional:
-                    producer.commit_transaction(30)  # waits for every copy; its wait is not this thread's time
-                else:
-                    copies.flush(30)
-
-            figures[f"main consumer, {name}"] = cpu_us_per_record(drain, len(msgs), args.repeats)
+            figures[f"main consumer, {name}"], copies = drain_cost(bootstrap, batches, fail_rate, guarantee, args.repeats)
             if fail_rate:
-                copies_per_pass = handler.average.owned().retried / args.repeats
+                copies_per_pass = copies
         parts = copy_parts(bootstrap, msgs[:20_000], args.repeats)
     print(f"CPU time of this thread per record, best of {args.repeats} over {len(msgs):,} records "
           f"(copies to a dev broker: {args.engine}):")
@@ -169,8 +185,12 @@ def copy_parts(bootstrap: str, msgs: list[Message], repeats: int) -> dict[str, f
     def report(_err: Any, _msg: Message) -> None:
         pass
 
-    without = cpu_us_per_record(lambda: produce(producer, None), len(msgs), repeats)
-    with_report = cpu_us_per_record(lambda: produce(reported, report), len(msgs), repeats)
+    try:
+        without = cpu_us_per_record(lambda: produce(producer, None), len(msgs), repeats)
+        with_report = cpu_us_per_record(lambda: produce(reported, report), len(msgs), repeats)
+    finally:
+        producer.close()
+        reported.close()
     return {
         "headers (the recipe and the source's three)": cpu_us_per_record(headers, len(msgs), repeats),
         "produce(), no delivery report": without,

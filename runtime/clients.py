@@ -200,6 +200,7 @@ class Clients:
             self.log.removeFilter(earlier)  # the latest Clients of this id owns its lines
         self.log.addFilter(_ClientLogs(self.status))
         self._broker_settings: Optional[dict[str, Optional[str]]] = None
+        self._admin: Optional[AdminClient] = None
 
     def _config(self, defaults: Mapping[str, Any], enforced: Mapping[str, Any],
                 on_fatal: Optional[Callable[[KafkaError], None]] = None) -> dict[str, Any]:
@@ -244,7 +245,11 @@ class Clients:
         return self._build(Consumer, config)
 
     def admin(self) -> AdminClient:
-        return self._build(AdminClient, self._config({}, {}))
+        """One admin client per instance, connected once: a new one per look-up costs a connection each time
+        (start-up and every take-over make several). Thread-safe; it goes with this instance."""
+        if self._admin is None:
+            self._admin = self._build(AdminClient, self._config({}, {}))
+        return self._admin
 
     def broker_settings(self) -> dict[str, Optional[str]]:
         """One broker's settings (the lowest node id), read once: the guarantee and the group protocol both ask.
