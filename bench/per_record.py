@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Optional
 
 from confluent_kafka import Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from app.settings import Retries, Topics
 from avro_utils import avro_deserialize
@@ -68,7 +68,7 @@ def copy_producer(bootstrap: str, guarantee: str) -> Producer:
 def create_copy_topics(bootstrap: str) -> None:
     """The retry and dead-letter topics; the admin client goes before the broker stops (a live one logs each
     refused reconnect)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = Clients(KafkaSettings(bootstrap), "bench").admin()  # its lines go through logging, like the clients'
     for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("orders_retry", "orders_dlq")]).values():
         future.result(30)
 
