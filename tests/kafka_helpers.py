@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devbroker import BrokerError
@@ -262,12 +262,12 @@ def read_all(bootstrap: Connection, topic: str, timeout_s: float = 60.0) -> list
             "enable.partition.eof": True,
         }
     )
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        partitions = partitions_of(consumer, topic, deadline)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         unfinished = set(partitions)
         records: list[Record] = []
-        deadline = time.monotonic() + timeout_s
         while unfinished:
             if time.monotonic() > deadline:
                 raise AssertionError(f"could not read {topic} to its end within {timeout_s} s")
@@ -283,6 +283,18 @@ def read_all(bootstrap: Connection, topic: str, timeout_s: float = 60.0) -> list
         return records
     finally:
         consumer.close()
+
+
+def partitions_of(consumer: Consumer, topic: str, deadline: float) -> list[int]:
+    """The topic's partitions; a node restarted by a fault test may fail the first metadata requests, so they
+    are asked again until ``deadline``."""
+    while True:
+        try:
+            return list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)  # poll the metadata again
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
