@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Union
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from devbroker import BrokerError
 from runtime.topics import RETRY_TOPIC_CONFIG
@@ -264,7 +264,7 @@ def read_all(bootstrap: Connection, topic: str, timeout_s: float = 60.0) -> list
     )
     deadline = time.monotonic() + timeout_s
     try:
-        partitions = partitions_of(consumer, topic, deadline)
+        partitions = list(topic_metadata(consumer, topic, deadline).partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         unfinished = set(partitions)
         records: list[Record] = []
@@ -285,12 +285,12 @@ def read_all(bootstrap: Connection, topic: str, timeout_s: float = 60.0) -> list
         consumer.close()
 
 
-def partitions_of(consumer: Consumer, topic: str, deadline: float) -> list[int]:
-    """The topic's partitions; a node restarted by a fault test may fail the first metadata requests, so they
-    are asked again until ``deadline``."""
+def topic_metadata(client: Union[Consumer, AdminClient], topic: str, deadline: float) -> TopicMetadata:
+    """``topic``'s partitions and their leaders; a node restarted by a fault test may fail the first metadata
+    requests, so they are asked again until ``deadline``."""
     while True:
         try:
-            return list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+            return client.list_topics(topic, timeout=10).topics[topic]
         except KafkaException:
             if time.monotonic() > deadline:
                 raise

@@ -25,7 +25,8 @@ from runtime.provenance import SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from runtime.transactions import TRANSACTION_DEFAULTS
 from domain.order import validate_order
 from tests.kafka_helpers import (
-    DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all, read_json, wait_until,
+    DEV_PROPERTIES, Script, ScriptRunner, Topics, create_topics, engine_unavailable, read_all, read_json,
+    topic_metadata, wait_until,
 )
 from tests.pipeline_expectations import expected_outcome, write_foreign_orders
 from tests.tcp_proxy import CuttableProxy
@@ -243,9 +244,10 @@ def test_chaos_nothing_lost_nothing_counted_twice(tmp_path: Path, topics: Topics
 
 
 def leaders(bootstrap: str, topic: str) -> Counter:
-    """How many of ``topic``'s partitions each node leads."""
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    return Counter(partition.leader for partition in metadata.topics[topic].partitions.values())
+    """How many of ``topic``'s partitions each node leads; asked right after a node restart, so through
+    ``topic_metadata``, which asks again until its deadline."""
+    metadata = topic_metadata(AdminClient({"bootstrap.servers": bootstrap}), topic, time.monotonic() + 60)
+    return Counter(partition.leader for partition in metadata.partitions.values())
 
 
 @pytest.fixture
