@@ -463,7 +463,10 @@ def run(given_bootstrap: Optional[str], args: argparse.Namespace, workdir: Path)
         results["commit_interval"] = {f"{ms} ms: {name}": figure for ms, figures in curve.items()
                                       for name, figure in figures.items()}
         if args.plot:
-            plot_commit_intervals(args.plot.replace(".png", "-commit-interval.png"), curve,
+            # Beside the main plot, never over it: matplotlib saves a path without a suffix as .png.
+            main_plot = Path(args.plot)
+            beside = main_plot.with_name(f"{main_plot.stem}-commit-interval{main_plot.suffix or '.png'}")
+            plot_commit_intervals(str(beside), curve,
                                   f"exactly-once on {ENGINE_NAMES[args.engine]}: commit interval")
     if args.rss_orders:
         with bench.phase("memory"):
