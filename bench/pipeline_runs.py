@@ -153,25 +153,24 @@ def wait_handled(summary_path: Path, target: int, fields: tuple[str, ...], timeo
 
 
 def drain_rate(summary_path: Path, target: int, fields: tuple[str, ...], timeout_s: float = 600) -> float:
-    """Orders/s in steady state, as the limits are timed: between the first summary write past the
-    STEADY_FROM mark and the last one before ``target``, from the writes' own times (file mtime)."""
+    """Orders/s in steady state, as the limits are timed: between the first figures past the STEADY_FROM mark
+    and the last ones before ``target``, each at the time it stands as of (the summary's ``as_of``: the
+    checkpoint it comes from; a write's own time would add the wait for the next checkpoint)."""
     first: Optional[tuple[float, int]] = None
     last: Optional[tuple[float, int]] = None
     deadline = time.monotonic() + timeout_s
-    seen_mtime = 0.0
+    seen_as_of = None
     while time.monotonic() < deadline:
         summary = read_json_quietly(summary_path)
-        if summary is not None:
-            mtime = summary_path.stat().st_mtime
+        if summary is not None and summary.get("as_of") not in (None, seen_as_of):
+            seen_as_of = as_of = float(summary["as_of"])
             handled = sum(int(summary.get(name) or 0) for name in fields)
-            if mtime != seen_mtime:
-                seen_mtime = mtime
-                if handled >= target:
-                    break
-                if handled >= target * STEADY_FROM and first is None:
-                    first = (mtime, handled)
-                elif first is not None:
-                    last = (mtime, handled)
+            if handled >= target:
+                break
+            if handled >= target * STEADY_FROM and first is None:
+                first = (as_of, handled)
+            elif first is not None:
+                last = (as_of, handled)
         time.sleep(0.02)  # poll the summary file
     else:
         raise RuntimeError(f"{summary_path} did not reach {target}")

@@ -49,7 +49,7 @@ class MainFigures:
         observe_batch(records, started, metrics.PROCESSING_SECONDS, metrics.END_TO_END_SECONDS)
         if time.monotonic() - self._last_summary >= SUMMARY_INTERVAL_S:
             totals = self.whole_group(self._others.latest)
-            write_summary(self.summary_file, totals)
+            write_summary(self.summary_file, totals, self.wiring.checkpointed.written_at)
             self.publish(totals)
             self._last_summary = time.monotonic()
 
@@ -57,7 +57,7 @@ class MainFigures:
         """After the final checkpoint: the group's figures as the stats topic now holds them."""
         self._others.stop()
         totals = self.whole_group(self.wiring.checkpointed.store.load())
-        write_summary(self.summary_file, totals)
+        write_summary(self.summary_file, totals, self.wiring.checkpointed.written_at)
         log.info("Whole group at shutdown (committed checkpoints): processed=%d average=%s retried=%d "
                  "dead-lettered=%d", totals.processed, fmt(totals.average), totals.retried, totals.dead_lettered)
 
@@ -128,8 +128,10 @@ class MainEvents(EventLog):
         )
 
 
-def write_summary(path: Optional[str], stats: PartitionStats) -> None:
-    """The whole group's figures, replaced atomically."""
+def write_summary(path: Optional[str], stats: PartitionStats, as_of: Optional[float]) -> None:
+    """The whole group's figures, replaced atomically; ``as_of``: when the handling that this instance's
+    partitions' figures cover ended (epoch s, its last checkpoint), so a rate taken from them is not skewed by
+    the wait for the next checkpoint."""
     if path:
         write_json_atomic(path, {"processed": stats.processed, "average": stats.average, "retried": stats.retried,
-                                 "dead_lettered": stats.dead_lettered})
+                                 "dead_lettered": stats.dead_lettered, "as_of": as_of})

@@ -62,6 +62,7 @@ class CheckpointedConsumer:
         self.bases = ScanBases(consumer)
         self._saved: dict[Partition, Checkpoint] = {}
         self._published: dict[Partition, Optional[dict]] = {}  # each owned partition's last written state
+        self.written_at: Optional[float] = None  # epoch s: the handling that written_states() covers ended then
         self._last_checkpoint = time.monotonic()
         self._closing: Optional[Deadline] = None  # set by close(): when the shutdown must be over
 
@@ -163,6 +164,7 @@ class CheckpointedConsumer:
             self.copies.flush(self._final_wait_s() if final else CHECKPOINT_FLUSH_S)
         self.bases.raise_if_due(len(self.copies))
         commits: list[TopicPartition] = []
+        taken_at = time.time()
         for partition, checkpoint in self._changed_checkpoints(partitions, between_batches=not final):
             commit = TopicPartition(partition[0], partition[1], checkpoint.next_offset)
             self.store.save(self.producer, partition[0], partition[1], checkpoint,
@@ -170,6 +172,8 @@ class CheckpointedConsumer:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
             commits.append(commit)
+        if partitions is None:  # every owned partition's state now stands as of taken_at
+            self.written_at = taken_at
         if not commits:
             return
         if not final:
@@ -187,6 +191,7 @@ class CheckpointedConsumer:
             self._after_abort()
             return
         self.bases.raise_if_due(len(self.copies))
+        taken_at = time.time()
         changed = self._changed_checkpoints(None, between_batches=not final)
 
         def write_checkpoints(producer: Producer) -> None:
@@ -200,6 +205,7 @@ class CheckpointedConsumer:
         for partition, checkpoint in changed:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
+        self.written_at = taken_at
 
     def _final_wait_s(self) -> float:
         return FLUSH_TIMEOUT_S if self._closing is None else self._closing.left(FLUSH_TIMEOUT_S)
@@ -265,7 +271,8 @@ class CheckpointedConsumer:
 
     def written_states(self) -> dict[Partition, Optional[dict]]:
         """The state in each owned partition's last checkpoint written (with transactions: committed), or the one
-        it resumed from; an aborted transaction's rewind leaves them as they were."""
+        it resumed from; an aborted transaction's rewind leaves them as they were. ``written_at`` says when the
+        handling they cover ended."""
         return dict(self._published)
 
     def owned(self) -> list[Partition]:
