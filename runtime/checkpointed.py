@@ -172,7 +172,8 @@ class CheckpointedConsumer:
             self._saved[partition] = checkpoint
             self._published[partition] = checkpoint.state
             commits.append(commit)
-        if partitions is None:  # every owned partition's state now stands as of taken_at
+        if partitions is None:  # every owned partition's state stands as of taken_at (with settled_only: but one
+            # whose copies still wait after the flush above, which keeps its older checkpoint)
             self.written_at = taken_at
         if not commits:
             return
